@@ -1,0 +1,80 @@
+"""The dedupe stage's work as one pure function: raw CelebA folder in, clean manifest and findings out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from faceattrs import celeba, dedupe
+from faceattrs.celeba import ATTRIBUTES
+from faceattrs.params import DedupeParams
+
+
+@dataclass
+class Cleaning:
+    manifest: pd.DataFrame  # kept images: identity, partition, sha256, group, the 40 labels
+    groups: pd.DataFrame  # every member of every duplicate group, with kept and conflicts
+    dropped: pd.DataFrame  # every image not kept, with why
+    summary: dict
+
+
+def load_raw(raw: Path) -> pd.DataFrame:
+    """Labels, partition and identity (-1 where the source has none) of every listed image."""
+    labels = celeba.read_attributes(raw / celeba.ATTR_FILE)
+    frame = labels.copy()
+    frame.insert(0, "partition", celeba.read_partition(raw / celeba.PARTITION_FILE).loc[labels.index])
+    identity_file = raw / celeba.IDENTITY_FILE
+    identity = celeba.read_identity(identity_file).loc[labels.index] if identity_file.exists() else -1
+    frame.insert(0, "identity", identity)
+    frame["identity"] = frame["identity"].astype(np.int32)
+    return frame
+
+
+def clean(raw: Path, params: DedupeParams, workers: int = 0, progress: bool = True) -> Cleaning:
+    data = load_raw(raw)
+    hashes = dedupe.hash_images(raw / celeba.IMAGE_DIR, list(data.index), params.hash_size, workers, progress)
+    groups = dedupe.group_duplicates(hashes, params.max_distance, params.max_thumbnail_difference)
+    table, relabel = dedupe.resolve_groups(groups, data[list(ATTRIBUTES)],
+                                           data["identity"] if (data["identity"] >= 0).all() else None,
+                                           params.conflict_policy)
+    table.insert(2, "partition", data.loc[table["image_id"], "partition"].to_numpy())
+    unreadable = hashes[hashes["problem"].notna()]
+    not_kept = table[~table["kept"]]
+    reason = np.where(not_kept["labels_conflict"] & (params.conflict_policy == "drop"),
+                      "duplicate group with conflicting labels (policy drop)",
+                      np.where(not_kept["kind"] == "exact", "exact duplicate", "near duplicate"))
+    dropped = pd.concat([
+        pd.DataFrame({"image_id": unreadable.index, "reason": "unreadable: " + unreadable["problem"],
+                      "group": -1}),
+        pd.DataFrame({"image_id": not_kept["image_id"], "reason": reason, "group": not_kept["group"]}),
+    ]).sort_values("image_id").reset_index(drop=True)
+
+    manifest = data.drop(index=dropped["image_id"])
+    manifest.update(relabel.astype(np.int8))
+    manifest[list(ATTRIBUTES)] = manifest[list(ATTRIBUTES)].astype(np.int8)
+    manifest.insert(2, "sha256", hashes.loc[manifest.index, "sha256"])
+    manifest.insert(3, "group", table.set_index("image_id")["group"].reindex(manifest.index).fillna(-1).astype(np.int32))
+    manifest.insert(4, "relabelled", manifest.index.isin(relabel.index))
+
+    first_rows = table.drop_duplicates("group")
+    summary = {
+        "images_listed": int(len(data)),
+        "images_kept": int(len(manifest)),
+        "unreadable": int(len(unreadable)),
+        "unreadable_by_problem": {k: int(v) for k, v in unreadable["problem"].str.split(":").str[0].value_counts().items()},
+        "duplicate_groups": {
+            "exact": int((first_rows["kind"] == "exact").sum()),
+            "near": int((first_rows["kind"] == "near").sum()),
+            "redundant_images": int(len(table) - len(first_rows)),
+            "with_label_conflicts": int(first_rows["labels_conflict"].sum()),
+            "with_identity_conflicts": int(first_rows["identity_conflict"].sum()),
+            "crossing_official_partitions": int(table.groupby("group")["partition"].nunique().gt(1).sum()),
+        },
+        "dropped_for_conflicts": int((dropped["reason"].str.contains("policy drop")).sum()),
+        "relabelled_by_majority": int(len(relabel)),
+        "contradictions_by_attribute": dedupe.contradiction_counts(table),
+    }
+    return Cleaning(manifest, table, dropped, summary)

@@ -1,0 +1,314 @@
+"""Drawing of synthetic aligned faces: one 178x218 RGB image from 40 attribute values.
+
+Each drawn attribute changes the pixels in a way a small CNN can learn (a hat, glasses,
+a smile); pose, lighting, background, noise and blur vary so the task is not trivial.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+from faceattrs.celeba import ATTRIBUTES, IMAGE_HEIGHT, IMAGE_WIDTH
+
+# Attributes whose value the drawing does not show: they are learnable only through
+# their correlation with drawn ones, so evaluation treats them apart.
+UNDRAWN = frozenset({"Attractive"})
+DRAWN = tuple(a for a in ATTRIBUTES if a not in UNDRAWN)
+
+HAIR_COLOURS = {
+    "Black_Hair": (25, 20, 18),
+    "Blond_Hair": (226, 196, 110),
+    "Brown_Hair": (110, 70, 40),
+    "Gray_Hair": (170, 170, 172),
+}
+OTHER_HAIR = ((150, 60, 30), (70, 50, 40))  # auburn and dark brown: labelled as no colour, as in CelebA
+
+
+@dataclass(frozen=True)
+class Look:
+    """The identity-level appearance that no label names: it stays fixed across one identity."""
+
+    skin: float  # 0 light .. 1 dark
+    face_width: float
+    face_height: float
+    eye_colour: tuple[int, int, int]
+    shirt: tuple[int, int, int]
+    other_hair: int
+    long_hair: bool
+
+
+def random_look(rng: np.random.Generator, male: bool) -> Look:
+    return Look(
+        skin=float(rng.beta(2.0, 3.0)),
+        face_width=float(rng.uniform(40, 47)),
+        face_height=float(rng.uniform(54, 60)),
+        eye_colour=tuple(int(c) for c in rng.integers(20, 140, size=3)),
+        shirt=tuple(int(c) for c in rng.integers(30, 230, size=3)),
+        other_hair=int(rng.integers(0, len(OTHER_HAIR))),
+        long_hair=bool(rng.random() < (0.15 if male else 0.85)),
+    )
+
+
+def _mix(a, b, t: float) -> tuple[int, int, int]:
+    return tuple(int(round(x + (y - x) * t)) for x, y in zip(a, b))
+
+
+def _skin_colour(look: Look, pale: bool) -> tuple[int, int, int]:
+    if pale:
+        return (246, 232, 224)
+    return _mix((236, 200, 170), (105, 70, 48), look.skin)
+
+
+def _background(rng: np.random.Generator) -> Image.Image:
+    top = rng.integers(0, 256, size=3)
+    bottom = rng.integers(0, 256, size=3)
+    t = np.linspace(0.0, 1.0, IMAGE_HEIGHT)[:, None, None]
+    grad = top[None, None, :] * (1 - t) + bottom[None, None, :] * t
+    grad = np.broadcast_to(grad, (IMAGE_HEIGHT, IMAGE_WIDTH, 3)).astype(np.uint8)
+    img = Image.fromarray(np.ascontiguousarray(grad), "RGB")
+    # Clutter behind the person, as in photos taken anywhere: it also keeps the
+    # perceptual hashes of different pictures apart, as they are in CelebA.
+    draw = ImageDraw.Draw(img)
+    for _ in range(int(rng.integers(3, 7))):
+        x, y = rng.integers(-20, IMAGE_WIDTH + 20), rng.integers(-20, IMAGE_HEIGHT + 20)
+        w, h = rng.integers(20, 90, size=2)
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        shape = draw.ellipse if rng.random() < 0.5 else draw.rectangle
+        shape([x - w, y - h, x + w, y + h], fill=colour)
+    return img
+
+
+def _ellipse_points(cx, cy, rx, ry, start_deg, end_deg, n=24):
+    return [(cx + rx * math.cos(math.radians(a)), cy + ry * math.sin(math.radians(a)))
+            for a in np.linspace(start_deg, end_deg, n)]
+
+
+def _finish(img: Image.Image, rng: np.random.Generator, blurry: bool) -> Image.Image:
+    """Lighting, sensor noise and blur, applied to the whole picture."""
+    arr = np.asarray(img, dtype=np.float32)
+    gain = rng.uniform(0.75, 1.2)
+    side = np.linspace(-1, 1, IMAGE_WIDTH)[None, :, None] * rng.uniform(-0.18, 0.18)
+    arr = arr * (gain + side) + rng.normal(0, rng.uniform(2, 6), size=arr.shape)
+    img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
+    radius = rng.uniform(2.2, 3.2) if blurry else rng.uniform(0.0, 0.7)
+    return img.filter(ImageFilter.GaussianBlur(radius)) if radius > 0.05 else img
+
+
+def draw_no_face(rng: np.random.Generator) -> Image.Image:
+    """A picture with no face in it: background and a few blobs, as CelebA's stray non-faces."""
+    img = _background(rng)
+    draw = ImageDraw.Draw(img)
+    for _ in range(int(rng.integers(2, 6))):
+        x, y = rng.integers(0, IMAGE_WIDTH), rng.integers(0, IMAGE_HEIGHT)
+        w, h = rng.integers(15, 80, size=2)
+        draw.ellipse([x - w, y - h, x + w, y + h], fill=tuple(int(c) for c in rng.integers(0, 256, 3)))
+    return _finish(img, rng, blurry=False)
+
+
+def draw_face(attrs: dict[str, int], look: Look, rng: np.random.Generator) -> tuple[Image.Image, np.ndarray]:
+    """Draw one face; returns the image and its 5 landmarks (10 ints, aligned coordinates)."""
+    on = {name: bool(attrs[name]) for name in ATTRIBUTES}
+    img = _background(rng)
+    layer = Image.new("RGBA", img.size, (0, 0, 0, 0))
+    d = ImageDraw.Draw(layer)
+
+    cx = IMAGE_WIDTH / 2 + rng.uniform(-6, 6)
+    cy = 112 + rng.uniform(-5, 5)
+    scale = rng.uniform(0.92, 1.08)
+    a, b = look.face_width * scale, look.face_height * scale
+    if on["Chubby"]:
+        a += 7
+    if on["Oval_Face"]:
+        a, b = a - 4, b + 5
+    skin = _skin_colour(look, on["Pale_Skin"])
+    shade = _mix(skin, (40, 25, 20), 0.35)
+    hair_name = next((h for h in HAIR_COLOURS if on[h]), None)
+    hair = HAIR_COLOURS[hair_name] if hair_name else OTHER_HAIR[look.other_hair]
+    hair_dark = _mix(hair, (0, 0, 0), 0.35)
+    wavy, straight = on["Wavy_Hair"], on["Straight_Hair"]
+    has_top_hair = not on["Bald"]
+
+    def hair_edge(x0, y0, y1, n=10):
+        """Points down one side of long hair: wavy hair wiggles, straight hair does not."""
+        pts = []
+        for i in range(n + 1):
+            y = y0 + (y1 - y0) * i / n
+            wiggle = 5 * math.sin(i * 1.6) if wavy else (0 if straight else 2 * math.sin(i * 0.8))
+            pts.append((x0 + wiggle, y))
+        return pts
+
+    # Hair that falls behind the head and onto the shoulders.
+    if look.long_hair and has_top_hair:
+        bottom = cy + b + rng.uniform(5, 35)
+        left = hair_edge(cx - a - 12, cy - b * 0.6, bottom)
+        right = hair_edge(cx + a + 12, cy - b * 0.6, bottom)
+        d.polygon(left + right[::-1], fill=hair)
+
+    # Shoulders, shirt, necktie and necklace.
+    shoulder = 92 if on["Male"] else 78
+    d.ellipse([cx - shoulder, cy + b + 14, cx + shoulder, cy + b + 150], fill=look.shirt)
+    d.rectangle([cx - a * 0.42, cy + b * 0.5, cx + a * 0.42, cy + b + 24], fill=skin)
+    if on["Wearing_Necktie"]:
+        tie = (170, 20, 40) if look.shirt[0] < 128 else (20, 40, 150)
+        d.polygon([(cx - 6, cy + b + 20), (cx + 6, cy + b + 20), (cx + 3, cy + b + 28), (cx - 3, cy + b + 28)], fill=tie)
+        d.polygon([(cx - 3, cy + b + 28), (cx + 3, cy + b + 28), (cx + 9, cy + b + 80), (cx, cy + b + 90), (cx - 9, cy + b + 80)], fill=tie)
+    if on["Wearing_Necklace"]:
+        for x, y in _ellipse_points(cx, cy + b + 4, a * 0.48, 16, 20, 160, n=13):
+            d.ellipse([x - 2.5, y - 2.5, x + 2.5, y + 2.5], fill=(235, 205, 90))
+
+    # Ears and earrings.
+    for side in (-1, 1):
+        ex = cx + side * a
+        d.ellipse([ex - 6, cy - 12, ex + 6, cy + 14], fill=skin)
+        if on["Wearing_Earrings"]:
+            d.ellipse([ex - 3.5, cy + 14, ex + 3.5, cy + 21], fill=(240, 210, 60))
+
+    # The head: a square jaw for men, an ellipse otherwise.
+    box = [cx - a, cy - b, cx + a, cy + b]
+    if on["Male"]:
+        d.rounded_rectangle(box, radius=a * 0.75, fill=skin)
+    else:
+        d.ellipse(box, fill=skin)
+    if on["Double_Chin"]:
+        d.arc([cx - a * 0.5, cy + b - 12, cx + a * 0.5, cy + b + 6], 10, 170, fill=shade, width=2)
+    if not on["Young"]:
+        for k in range(3):
+            y = cy - b * 0.62 + k * 5
+            d.line([cx - a * 0.35, y, cx + a * 0.35, y], fill=shade, width=1)
+
+    mouth_y = cy + b * 0.52
+    # Facial hair before the mouth so the lips stay on top.
+    beard = _mix(hair_dark, (60, 60, 60), 0.3)
+    if on["5_o_Clock_Shadow"]:
+        pts = rng.uniform(-1, 1, size=(260, 2))
+        for px, py in pts:
+            x, y = cx + px * a * 0.8, cy + b * 0.45 + abs(py) * b * 0.5
+            d.point((x, y), fill=(70, 70, 70))
+            d.point((x + 1, y), fill=(70, 70, 70))
+    if not on["No_Beard"]:
+        d.chord([cx - a, cy - b * 0.2, cx + a, cy + b + 4], 5, 175, fill=beard)
+    if on["Sideburns"]:
+        for side in (-1, 1):
+            x0 = cx + side * (a - 4)
+            d.rectangle([min(x0, x0 - side * 8), cy - b * 0.35, max(x0, x0 - side * 8), cy + b * 0.2], fill=beard)
+    if on["Goatee"]:
+        d.ellipse([cx - 10, mouth_y + 5, cx + 10, cy + b + 2], fill=beard)
+
+    # Mouth.
+    lip_w = 6 if on["Big_Lips"] else 3
+    lips = (205, 20, 60) if on["Wearing_Lipstick"] else _mix(skin, (150, 60, 60), 0.45)
+    half = 14 if not on["Smiling"] else 16
+    if on["Mouth_Slightly_Open"]:
+        d.ellipse([cx - half * 0.7, mouth_y - 4, cx + half * 0.7, mouth_y + 7], fill=(60, 10, 15))
+        if on["Smiling"]:
+            d.rectangle([cx - half * 0.5, mouth_y - 3, cx + half * 0.5, mouth_y], fill=(240, 240, 235))
+    if on["Smiling"]:
+        d.arc([cx - half, mouth_y - 12, cx + half, mouth_y + 6], 15, 165, fill=lips, width=lip_w)
+    else:
+        d.line([cx - half, mouth_y, cx + half, mouth_y], fill=lips, width=lip_w)
+        if on["Big_Lips"]:
+            d.line([cx - half * 0.7, mouth_y + 4, cx + half * 0.7, mouth_y + 4], fill=lips, width=3)
+    if on["Mustache"]:
+        d.polygon([(cx - 15, mouth_y - 5), (cx, mouth_y - 11), (cx + 15, mouth_y - 5), (cx + 12, mouth_y - 3), (cx - 12, mouth_y - 3)], fill=beard)
+
+    # Nose.
+    nose_top, nose_y = cy - b * 0.05, cy + b * 0.27
+    nose_w = 11 if on["Big_Nose"] else 6
+    if on["Big_Nose"]:
+        nose_y += 3
+    if on["Pointy_Nose"]:
+        d.polygon([(cx, nose_top), (cx - nose_w * 0.6, nose_y), (cx, nose_y + 5), (cx + nose_w * 0.6, nose_y)], outline=shade, width=2)
+    else:
+        d.line([cx, nose_top, cx - 2, nose_y], fill=shade, width=2)
+        d.arc([cx - nose_w, nose_y - 5, cx + nose_w, nose_y + 5], 0, 180, fill=shade, width=2)
+
+    # Cheeks.
+    for side in (-1, 1):
+        chx, chy = cx + side * a * 0.55, cy + b * 0.22
+        if on["Rosy_Cheeks"]:
+            d.ellipse([chx - 9, chy - 6, chx + 9, chy + 6], fill=_mix(skin, (235, 80, 100), 0.55))
+        if on["High_Cheekbones"]:
+            d.arc([chx - 12, chy - 12, chx + 12, chy + 4], 200, 340, fill=_mix(skin, (255, 255, 255), 0.5), width=3)
+
+    # Eyes, makeup, bags, eyebrows.
+    eye_y = cy - b * 0.1
+    eyes = []
+    for side in (-1, 1):
+        ex = cx + side * a * 0.4
+        eyes.append((ex, eye_y))
+        h = 2.2 if on["Narrow_Eyes"] else 5.0
+        if on["Heavy_Makeup"]:
+            d.ellipse([ex - 11, eye_y - 10, ex + 11, eye_y + 1], fill=(120, 60, 140))
+        if on["Bags_Under_Eyes"]:
+            d.arc([ex - 9, eye_y, ex + 9, eye_y + 11], 20, 160, fill=_mix(skin, (70, 40, 60), 0.6), width=2)
+        d.ellipse([ex - 9, eye_y - h, ex + 9, eye_y + h], fill=(245, 245, 245),
+                  outline=(10, 10, 10) if on["Heavy_Makeup"] else None, width=2)
+        r = min(3.5, h)
+        d.ellipse([ex - r, eye_y - r, ex + r, eye_y + r], fill=look.eye_colour)
+        brow_w = 5 if on["Bushy_Eyebrows"] else 2
+        brow = hair_dark if has_top_hair else (60, 50, 45)
+        if on["Arched_Eyebrows"]:
+            d.arc([ex - 11, eye_y - 18, ex + 11, eye_y - 2], 200, 340, fill=brow, width=brow_w)
+        else:
+            d.line([ex - 11, eye_y - 11, ex + 11, eye_y - 11], fill=brow, width=brow_w)
+
+    # Hair on the head: the hairline rises when receding, bangs cover the forehead.
+    if has_top_hair:
+        hairline = cy - b * (0.72 if on["Receding_Hairline"] else 0.45)
+        outer = _ellipse_points(cx, cy - 2, a + 5, b + 9, 180, 360, n=30)
+        cap = [(x, min(y, hairline)) for x, y in outer]
+        if on["Receding_Hairline"]:
+            cap = [(x, y - (8 if abs(x - cx) > a * 0.4 and y >= hairline - 1 else 0)) for x, y in cap]
+        d.polygon(cap, fill=hair)
+        if wavy:
+            for k in range(5):
+                x = cx - a * 0.6 + k * a * 0.3
+                d.arc([x - 6, hairline - 22, x + 6, hairline - 10], 180, 360, fill=hair_dark, width=2)
+        elif straight:
+            for k in range(6):
+                x = cx - a * 0.6 + k * a * 0.24
+                d.line([x, hairline - 28, x, hairline - 2], fill=hair_dark, width=1)
+        if on["Bangs"]:
+            pts = [(cx - a * 0.85, hairline - 4), (cx + a * 0.85, hairline - 4)]
+            for k in range(8, -1, -1):
+                x = cx - a * 0.8 + k * a * 0.2
+                pts.append((x, cy - b * 0.28 + (4 if k % 2 else 0)))
+            d.polygon(pts, fill=hair)
+    elif hair_name:
+        for side in (-1, 1):  # a bald head keeps a fringe of its colour above the ears
+            x0 = cx + side * (a - 2)
+            d.rectangle([min(x0, x0 - side * 6), cy - b * 0.35, max(x0, x0 - side * 6), cy - 8], fill=hair)
+
+    if on["Wearing_Hat"]:
+        hat = (40, 40, 90) if look.shirt[2] < 128 else (120, 30, 30)
+        brim_y = cy - b * 0.5
+        d.rectangle([cx - a - 2, brim_y - 42, cx + a + 2, brim_y], fill=hat)
+        d.rectangle([cx - a - 20, brim_y - 5, cx + a + 20, brim_y + 5], fill=_mix(hat, (0, 0, 0), 0.3))
+
+    if on["Eyeglasses"]:
+        frame = (15, 15, 15) if rng.random() < 0.7 else (190, 190, 200)
+        sun = rng.random() < 0.3
+        for ex, ey in eyes:
+            d.rounded_rectangle([ex - 13, ey - 9, ex + 13, ey + 9], radius=5, outline=frame, width=3,
+                                fill=(30, 30, 40) if sun else None)
+        d.line([eyes[0][0] + 13, eye_y - 2, eyes[1][0] - 13, eye_y - 2], fill=frame, width=3)
+        for side, (ex, ey) in zip((-1, 1), eyes):
+            d.line([ex + side * 13, ey - 3, cx + side * a, ey - 1], fill=frame, width=2)
+
+    # Pose: a small in-plane rotation of everything drawn about the face centre.
+    angle = rng.uniform(-9, 9)
+    layer = layer.rotate(angle, resample=Image.BILINEAR, center=(cx, cy))
+    img.paste(layer, (0, 0), layer)
+    img = _finish(img, rng, blurry=on["Blurry"])
+
+    points = [eyes[0], eyes[1], (cx, nose_y), (cx - half, mouth_y), (cx + half, mouth_y)]
+    theta = math.radians(-angle)  # PIL rotates counter-clockwise in image coordinates
+    landmarks = []
+    for x, y in points:
+        dx, dy = x - cx, y - cy
+        landmarks += [cx + dx * math.cos(theta) - dy * math.sin(theta), cy + dx * math.sin(theta) + dy * math.cos(theta)]
+    return img, np.rint(landmarks).astype(np.int32)
