@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from faceattrs import celeba, dedupe
+from faceattrs import celeba, dedupe, synthetic
 from faceattrs.celeba import ATTRIBUTES
 from faceattrs.params import DedupeParams
 
@@ -78,3 +79,33 @@ def clean(raw: Path, params: DedupeParams, workers: int = 0, progress: bool = Tr
         "contradictions_by_attribute": dedupe.contradiction_counts(table),
     }
     return Cleaning(manifest, table, dropped, summary)
+
+
+def duplicate_pairs(groups: pd.DataFrame) -> set[tuple[str, str]]:
+    """Every pair of images that share a duplicate group, each pair sorted."""
+    return {pair for _, members in groups.groupby("group")
+            for pair in itertools.combinations(sorted(members["image_id"]), 2)}
+
+
+def score_against_truth(result: Cleaning, truth: dict) -> dict:
+    """Precision and recall of the cleaning against the flaws a synthetic dataset planted."""
+    exact = {tuple(sorted(p[:2])) for p in truth["exact_duplicates"]}
+    near = {tuple(sorted(p[:2])) for p in truth["near_duplicates"]}
+    found = duplicate_pairs(result.groups)
+    unreadable = set(result.dropped.loc[result.dropped["reason"].str.startswith("unreadable"), "image_id"])
+    ratio = lambda a, b: round(len(a) / len(b), 4) if b else 1.0  # noqa: E731
+    return {
+        "duplicate_pair_precision": ratio(found & (exact | near), found),
+        "exact_pair_recall": ratio(found & exact, exact),
+        "near_pair_recall": ratio(found & near, near),
+        "unreadable_recall": ratio(unreadable & set(truth["unreadable"]), truth["unreadable"]),
+        "unreadable_precision": ratio(unreadable & set(truth["unreadable"]), unreadable),
+    }
+
+
+def clean_and_score(raw: Path, params: DedupeParams, workers: int = 0, progress: bool = True) -> Cleaning:
+    """``clean``, plus the score against the planted truth when ``raw`` is synthetic."""
+    result = clean(raw, params, workers, progress)
+    if (raw / synthetic.TRUTH_FILE).exists():
+        result.summary["against_planted_truth"] = score_against_truth(result, synthetic.read_truth(raw))
+    return result

@@ -66,44 +66,51 @@ def hash_images(image_dir: Path, names: list[str], hash_size: int, workers: int 
     return pd.DataFrame([r.__dict__ for r in rows]).set_index("image_id")
 
 
-def hamming(bits: np.ndarray, i: np.ndarray, j: np.ndarray, batch: int = 1 << 18) -> np.ndarray:
+def _words(packed: np.ndarray) -> np.ndarray:
+    """Packed hash bytes as rows of uint64 words, padded, for fast popcounts."""
+    pad = (-packed.shape[1]) % 8
+    if pad:
+        packed = np.pad(packed, ((0, 0), (0, pad)))
+    return np.ascontiguousarray(packed).view(np.uint64)
+
+
+def hamming(packed: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     """Hamming distances between rows ``i`` and ``j`` of a packed-bit matrix."""
-    out = np.empty(len(i), dtype=np.int32)
-    for start in range(0, len(i), batch):
-        x = bits[i[start:start + batch]] ^ bits[j[start:start + batch]]
-        out[start:start + batch] = np.unpackbits(x, axis=1).sum(axis=1)
-    return out
+    words = _words(packed)
+    return np.bitwise_count(words[i] ^ words[j]).sum(axis=1, dtype=np.int32)
 
 
 def near_pairs(packed: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All pairs (i < j) whose hashes are within ``max_distance`` bits, with their distances."""
     n = len(packed)
+    words = _words(packed)
     bits = np.unpackbits(packed, axis=1)
     blocks = np.array_split(np.arange(bits.shape[1]), min(max_distance + 1, bits.shape[1]))
-    candidates = []
+    found_i, found_j = [], []
     for block in blocks:
-        weights = (1 << np.arange(len(block), dtype=np.int64))
-        keys = bits[:, block].astype(np.int64) @ weights
+        keys = bits[:, block].astype(np.int64) @ (1 << np.arange(len(block), dtype=np.int64))
         order = np.argsort(keys, kind="stable")
         sorted_keys = keys[order]
-        # Members of one bucket are contiguous after sorting: pair each with the
-        # member ``offset`` places later while the keys still match.
+        # Members of one bucket are contiguous after sorting: pair each with the member
+        # ``offset`` places later while the keys still match, and keep only close pairs
+        # at once, so memory stays small however many candidates there are.
         offset = 1
         while offset < n:
             same = np.flatnonzero(sorted_keys[offset:] == sorted_keys[:-offset])
             if not len(same):
                 break
-            candidates.append(np.stack([order[same], order[same + offset]], axis=1))
+            a, b = order[same], order[same + offset]
+            close = np.bitwise_count(words[a] ^ words[b]).sum(axis=1) <= max_distance
+            found_i.append(np.minimum(a[close], b[close]))
+            found_j.append(np.maximum(a[close], b[close]))
             offset += 1
-    if not candidates:
+    if not found_i:
         empty = np.empty(0, dtype=np.int64)
         return empty, empty, empty.astype(np.int32)
-    pairs = np.sort(np.concatenate(candidates), axis=1)
-    # Filter by distance before removing pairs found through several blocks: few survive.
-    dist = hamming(packed, pairs[:, 0], pairs[:, 1])
-    close = pairs[dist <= max_distance]
-    codes, first = np.unique(close[:, 0] * n + close[:, 1], return_index=True)
-    return codes // n, codes % n, dist[dist <= max_distance][first]
+    # A pair that agrees on several blocks was found once per block.
+    codes = np.unique(np.concatenate(found_i).astype(np.int64) * n + np.concatenate(found_j))
+    i, j = codes // n, codes % n
+    return i, j, hamming(packed, i, j)
 
 
 def thumbnail_difference(thumbs: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:

@@ -175,10 +175,12 @@ def draw_face(attrs: dict[str, int], look: Look, rng: np.random.Generator) -> tu
         d.ellipse(box, fill=skin)
     if on["Double_Chin"]:
         d.arc([cx - a * 0.5, cy + b - 12, cx + a * 0.5, cy + b + 6], 10, 170, fill=shade, width=2)
-    if not on["Young"]:
+    if not on["Young"]:  # forehead lines, and folds beside the mouth that bangs cannot hide
         for k in range(3):
-            y = cy - b * 0.62 + k * 5
-            d.line([cx - a * 0.35, y, cx + a * 0.35, y], fill=shade, width=1)
+            y = cy - b * 0.62 + k * 6
+            d.line([cx - a * 0.45, y, cx + a * 0.45, y], fill=shade, width=2)
+        for side in (-1, 1):
+            d.line([cx + side * a * 0.25, cy + b * 0.25, cx + side * a * 0.4, cy + b * 0.6], fill=shade, width=2)
 
     mouth_y = cy + b * 0.52
     # Facial hair before the mouth so the lips stay on top.
@@ -244,7 +246,7 @@ def draw_face(attrs: dict[str, int], look: Look, rng: np.random.Generator) -> tu
         if on["Heavy_Makeup"]:
             d.ellipse([ex - 11, eye_y - 10, ex + 11, eye_y + 1], fill=(120, 60, 140))
         if on["Bags_Under_Eyes"]:
-            d.arc([ex - 9, eye_y, ex + 9, eye_y + 11], 20, 160, fill=_mix(skin, (70, 40, 60), 0.6), width=2)
+            d.chord([ex - 10, eye_y - 2, ex + 10, eye_y + 12], 10, 170, fill=_mix(skin, (70, 40, 60), 0.55))
         d.ellipse([ex - 9, eye_y - h, ex + 9, eye_y + h], fill=(245, 245, 245),
                   outline=(10, 10, 10) if on["Heavy_Makeup"] else None, width=2)
         r = min(3.5, h)

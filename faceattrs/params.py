@@ -87,7 +87,7 @@ class DataParams(Section):
 class DedupeParams(Section):
     hash_size: int = Field(8, ge=4, le=16)
     # Largest Hamming distance between perceptual hashes that still counts as a near duplicate.
-    max_distance: int = Field(4, ge=0, le=16)
+    max_distance: int = Field(6, ge=0, le=16)
     # Mean absolute grey-level difference (0-255) of 16x16 thumbnails above which a
     # hash match is rejected as two different pictures; 255 accepts every match.
     max_thumbnail_difference: float = Field(12.0, ge=0, le=255)

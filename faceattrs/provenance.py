@@ -12,7 +12,9 @@ def git_commit(cwd: Path | str = ".") -> str | None:
     """The checked-out commit, with ``+dirty`` when tracked files differ; None outside git."""
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+        # The pipeline rewrites its own tracked reports and lock file: those are not code changes.
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", ":!reports", ":!dvc.lock"], cwd=cwd,
                                capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None

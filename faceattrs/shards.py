@@ -50,8 +50,12 @@ def schema(spec: ImageSpec) -> pa.Schema:
 
 def encode_image(path: Path, spec: ImageSpec) -> bytes:
     """Crop, resize and encode one image as the spec says."""
-    with Image.open(path) as img:
+    try:
+        img = Image.open(path)
         img = img.convert("RGB")
+    except Exception as err:  # PIL raises several unrelated types for broken files
+        raise ValueError(f"{path}: cannot decode image ({err}); rerun dedupe, which drops unreadable images") from None
+    with img:
         if spec.crop:
             img = img.crop(spec.crop)
         height, width = spec.size

@@ -139,6 +139,7 @@ def _assemble(files: dict[str, Path], out: Path, progress: bool) -> None:
 
 def _download_files(fetch: Callable[[str, Path, str | None], Path], downloads: Path,
                     md5: dict[str, str]) -> dict[str, Path]:
+    downloads.mkdir(parents=True, exist_ok=True)
     files = {}
     for name in REQUIRED_DOWNLOADS + OPTIONAL_DOWNLOADS:
         try:

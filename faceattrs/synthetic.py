@@ -92,6 +92,8 @@ def sample_labels(rng: np.random.Generator, identity_of_image: np.ndarray, n_ide
     def given(name, cond, p_if):
         p_b, p_a = rate_given_sex(name, male), cond.astype(bool)
         p_a_rate = rate_given_sex_marginal(cond, male)
+        # Where P(B|A) P(A) alone would pass P(B), lower P(B|A) rather than lose the marginal.
+        p_if = np.minimum(p_if, p_b / np.maximum(p_a_rate, 1e-9))
         p_else = np.clip((p_b - p_if * p_a_rate) / np.maximum(1 - p_a_rate, 1e-9), 0, 1)
         return draw(name, np.where(p_a, p_if, p_else))
 
@@ -219,9 +221,10 @@ def generate(out: Path | str, params: SyntheticParams, workers: int = 0, progres
             row[flip] = 1 - row[flip]
             published.iloc[dst] = row
             contradictions.append(names[dst])
-    # Most published duplicate pairs carry different identity ids; keep that for 70%.
+    # Most published duplicate pairs carry different identity ids; some share one, but
+    # only inside a partition, since CelebA shares no identity between partitions.
     for src, dst in exact_pairs + near_pairs:
-        if rng.random() < 0.3:
+        if rng.random() < 0.3 and partition[src] == partition[dst]:
             identity_index[dst] = identity_index[src]
 
     no_face_set = set(no_face)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from faceattrs import atomic, celeba, reports, stagecli
-from faceattrs.cleaning import Cleaning, clean
+from faceattrs.cleaning import Cleaning, clean_and_score
 from faceattrs.provenance import provenance
 
 
@@ -31,6 +31,9 @@ def write_report(result: Cleaning, raw: Path, folder: Path, sample_groups: int) 
         "## Dropped images", "",
         reports.markdown_table(["image", "reason", "group"], result.dropped.head(200).itertuples(index=False)),
     ]
+    if "against_planted_truth" in s:
+        lines[3:3] = ["## Against the planted flaws (synthetic data)", "",
+                      reports.markdown_table(["measure", "value"], list(s["against_planted_truth"].items()))]
     if len(result.dropped) > 200:
         lines.append(f"... and {len(result.dropped) - 200} more (see data/clean/dropped.csv)\n")
     atomic.write_text(folder / "report.md", "\n".join(lines))
@@ -62,14 +65,17 @@ def main() -> None:
     p.add_argument("--reports", type=Path, required=True)
     args = p.parse_args()
     params = stagecli.params_of(args).dedupe
-    result = clean(args.raw, params, params.workers, stagecli.show_progress(args))
+    result = clean_and_score(args.raw, params, params.workers, stagecli.show_progress(args))
     with atomic.atomic_dir(args.out) as tmp:
         result.manifest.to_parquet(tmp / "manifest.parquet")
         result.groups.to_parquet(tmp / "groups.parquet", index=False)
         result.dropped.to_csv(tmp / "dropped.csv", index=False)
     args.reports.mkdir(parents=True, exist_ok=True)
     write_report(result, args.raw, args.reports, params.sample_groups)
-    reports.write_json(args.reports / "summary.json", {**result.summary, **provenance(params.model_dump(mode="json"))})
+    details = ("unreadable_by_problem", "contradictions_by_attribute")
+    reports.write_json(args.reports / "summary.json", {k: v for k, v in result.summary.items() if k not in details})
+    reports.write_json(args.reports / "run.json", {**{k: result.summary[k] for k in details},
+                                                   **provenance(params.model_dump(mode="json"))})
     s = result.summary
     print(f"dedupe: kept {s['images_kept']} of {s['images_listed']}; {s['unreadable']} unreadable, "
           f"{s['duplicate_groups']['redundant_images']} redundant duplicates")

@@ -49,12 +49,12 @@ def main() -> None:
     crossing.to_csv(args.reports / "crossing_groups.csv", index=False)
     write_report(summary, crossing, params.method, args.reports / "report.md")
     reports.write_json(args.reports / "summary.json", {
-        "method": params.method, "sizes": summary["sizes"], "identities": summary["identities"],
+        "sizes": summary["sizes"], "identities": summary["identities"],
         "identities_shared": summary["identities_shared"], "max_rate_shift": summary["max_rate_shift"],
         "duplicate_groups_across_splits": int(len(crossing)),
         "duplicate_groups_leaking": int(crossing["leaks_now"].sum()) if len(crossing) else 0,
-        **provenance(params.model_dump(mode="json")),
     })
+    reports.write_json(args.reports / "run.json", provenance(params.model_dump(mode="json")))
     print(f"split ({params.method}): " + ", ".join(f"{k} {v}" for k, v in summary["sizes"].items()))
 
 

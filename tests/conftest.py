@@ -1,0 +1,39 @@
+"""Shared fixtures: a small synthetic CelebA made once per session, and a quiet, offline environment."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from faceattrs import synthetic
+from faceattrs.params import SyntheticParams
+
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("FACEATTRS_PROGRESS", "0")
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Flaw rates far above CelebA's, so a few hundred images carry enough of each to score.
+SMALL = SyntheticParams(num_images=400, images_per_identity=8, seed=7, exact_duplicate_rate=0.02,
+                        near_duplicate_rate=0.03, no_face_rate=0.01, unreadable_rate=0.015)
+
+
+@pytest.fixture(scope="session")
+def synthetic_raw(tmp_path_factory) -> Path:
+    """A 400-image synthetic CelebA folder; tests must not modify it (copy it first)."""
+    out = tmp_path_factory.mktemp("synthetic") / "celeba"
+    synthetic.generate(out, SMALL, workers=2, progress=False)
+    return out
+
+
+@pytest.fixture
+def raw_copy(synthetic_raw, tmp_path) -> Path:
+    """A private copy of the synthetic folder that a test may break."""
+    dst = tmp_path / "raw"
+    shutil.copytree(synthetic_raw, dst)
+    return dst

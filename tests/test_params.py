@@ -1,0 +1,49 @@
+"""The params schema: defaults, the repository's params.yaml, and errors that name key and choices."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from faceattrs.params import Params, ParamsError, load_params, parse_params
+from tests.conftest import REPO
+
+
+def test_repository_params_file_is_valid():
+    params = load_params(REPO / "params.yaml")
+    assert params.data.source == "synthetic"
+    assert params.data.synthetic.noise_rate("Oval_Face") > params.data.synthetic.noise_rate("Smiling")
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ({"data": {"source": "s3"}}, r"data\.source: Input should be 'synthetic', 'local', 'url' or 'gdrive' \(got 's3'\)"),
+    ({"dedupe": {"max_distnce": 3}}, r"dedupe\.max_distnce: unknown key; valid keys here: hash_size, max_distance"),
+    ({"trian": {}}, r"trian: unknown key; valid keys here: data, dedupe, split, preprocess"),
+    ({"split": {"ratios": [0.9, 0.2, 0.1]}}, r"split\.ratios: .*sum to 1"),
+    ({"dedupe": {"conflict_policy": "vote"}}, r"'drop', 'majority' or 'first'"),
+    ({"preprocess": {"size": [80, "wide"]}}, r"preprocess\.size\.1"),
+    ({"preprocess": {"crop": [0, 0, 300, 218]}}, r"inside 178x218"),
+    ({"data": {"synthetic": {"label_noise": {"Smile": 0.1}}}}, r"unknown attribute 'Smile'"),
+    ({"data": {"source": "url"}}, r"data\.url\.base is not set"),
+])
+def test_bad_params_name_the_key(raw, expected):
+    with pytest.raises(ParamsError, match=expected):
+        parse_params(raw)
+
+
+def test_stage_params_in_dvc_yaml_are_schema_sections():
+    """Each stage lists only top-level sections the schema knows, so `-S` reruns the right stages."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    listed = {name: stage.get("params", []) for name, stage in stages.items()}
+    assert listed["download"] == ["data"] and listed["dedupe"] == ["dedupe"]
+    assert listed["split"] == ["split"] and listed["preprocess"] == ["preprocess"]
+    for keys in listed.values():
+        assert set(keys) <= set(Params.model_fields)
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ParamsError, match="file not found"):
+        load_params(tmp_path / "nope.yaml")
+    (tmp_path / "p.yaml").write_text("data: [unclosed\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(tmp_path / "p.yaml")

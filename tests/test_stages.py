@@ -1,0 +1,158 @@
+"""The stage commands as DVC runs them: outputs, bad input that names file and line, nothing half-written."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from faceattrs import celeba
+from faceattrs.celeba import ATTRIBUTES
+from tests.conftest import REPO
+
+ENV = {**os.environ, "FACEATTRS_PROGRESS": "0", "PYTHONPATH": str(REPO)}
+TINY = {"data": {"synthetic": {"num_images": 240, "images_per_identity": 8, "seed": 11,
+                               "exact_duplicate_rate": 0.02, "near_duplicate_rate": 0.03}},
+        "preprocess": {"rows_per_shard": 64}}
+
+
+def stage(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", f"stages.{name}", *args], cwd=cwd, env=ENV,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(TINY))
+    return tmp_path
+
+
+def _data_stages(cwd: Path, raw: Path) -> None:
+    for name, args in [
+        ("dedupe", ["--raw", str(raw), "--out", "clean", "--reports", "reports/dedupe"]),
+        ("split", ["--clean", "clean", "--out", "split", "--reports", "reports/split"]),
+        ("preprocess", ["--raw", str(raw), "--split", "split", "--out", "shards"]),
+    ]:
+        result = stage(name, *args, cwd=cwd)
+        assert result.returncode == 0, result.stderr
+
+
+def test_data_stages_end_to_end(workdir, synthetic_raw):
+    _data_stages(workdir, synthetic_raw)
+    summary = json.loads((workdir / "reports/dedupe/summary.json").read_text())
+    assert summary["unreadable"] == 6
+    run = json.loads((workdir / "reports/dedupe/run.json").read_text())
+    assert run["params"]["max_distance"] == 6 and "git_commit" in run
+    assert sum(run["unreadable_by_problem"].values()) == 6
+    for png in ("groups.png", "dropped.png"):
+        assert (workdir / "reports/dedupe" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    manifest = json.loads((workdir / "shards/manifest.json").read_text())
+    kept = pd.read_parquet(workdir / "clean/manifest.parquet")
+    assert sum(s["rows"] for s in manifest["splits"].values()) == len(kept) == summary["images_kept"]
+    for split, entry in manifest["splits"].items():
+        for shard in entry["shards"]:
+            table = pq.read_table(workdir / "shards" / shard["file"])
+            assert table.num_rows == shard["rows"]
+            assert table.schema.field("Smiling").type == "int8"
+    split_summary = json.loads((workdir / "reports/split/summary.json").read_text())
+    assert split_summary["duplicate_groups_across_splits"] > 0 and split_summary["duplicate_groups_leaking"] == 0
+    assert "Split report (official)" in (workdir / "reports/split/report.md").read_text()
+
+
+def test_download_synthetic_and_params_error(workdir):
+    ok = stage("download", "--raw", "raw", "--downloads", "dl", "--report", "reports/download.json", cwd=workdir)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads((workdir / "reports/download.json").read_text())["images"] == 240
+    (workdir / "params.yaml").write_text(yaml.safe_dump({"data": {"source": "ftp"}}))
+    bad = stage("download", "--raw", "raw2", "--downloads", "dl", "--report", "r.json", cwd=workdir)
+    assert bad.returncode == 1
+    assert "data.source: Input should be 'synthetic', 'local', 'url' or 'gdrive' (got 'ftp')" in bad.stderr
+    assert "Traceback" not in bad.stderr and not (workdir / "raw2").exists()
+
+
+def test_missing_images_fail_download_and_leave_no_output(workdir, raw_copy):
+    (raw_copy / celeba.IMAGE_DIR / "000005.jpg").unlink()
+    (workdir / "params.yaml").write_text(yaml.safe_dump({"data": {"source": "local", "local": {"path": str(raw_copy)}}}))
+    result = stage("download", "--raw", "out", "--downloads", "dl", "--report", "r.json", cwd=workdir)
+    assert result.returncode == 1
+    assert "1 of 400 images listed in list_attr_celeba.txt are missing, e.g. 000005.jpg" in result.stderr
+    assert not (workdir / "out").exists() and not list(workdir.glob(".out.tmp-*"))
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda rows: rows.__setitem__(9, rows[9] + "  1"), r"list_attr_celeba.txt:10: expected 41 fields .* found 42"),
+    (lambda rows: rows.__setitem__(6, rows[6].replace(" 1", " 2", 1)), r"list_attr_celeba.txt:7: values must be -1 or 1"),
+])
+def test_malformed_attribute_file_fails_dedupe_cleanly(workdir, raw_copy, damage, message):
+    previous = workdir / "clean"
+    previous.mkdir()
+    (previous / "manifest.parquet").write_bytes(b"from an earlier run")
+    path = raw_copy / celeba.ATTR_FILE
+    rows = path.read_text().split("\n")
+    damage(rows)
+    path.write_text("\n".join(rows))
+    result = stage("dedupe", "--raw", str(raw_copy), "--out", "clean", "--reports", "reports/dedupe", cwd=workdir)
+    assert result.returncode == 1
+    assert re.search(message, result.stderr), result.stderr
+    assert (previous / "manifest.parquet").read_bytes() == b"from an earlier run"  # nothing lost
+    assert not (workdir / "reports/dedupe/summary.json").exists()
+
+
+def test_corrupt_image_after_cleaning_fails_preprocess_without_partial_shards(workdir, raw_copy):
+    _data_stages(workdir, raw_copy)
+    before = {p.name: p.read_bytes() for p in (workdir / "shards").iterdir()}
+    victim = pd.read_parquet(workdir / "split/manifest.parquet").index[3]
+    (raw_copy / celeba.IMAGE_DIR / victim).write_bytes(b"\xff\xd8\xff garbage")
+    result = stage("preprocess", "--raw", str(raw_copy), "--split", "split", "--out", "shards", cwd=workdir)
+    assert result.returncode == 1 and f"{victim}: cannot decode image" in result.stderr
+    assert {p.name: p.read_bytes() for p in (workdir / "shards").iterdir()} == before
+    assert not list(workdir.glob(".shards.tmp-*"))
+
+
+def _scratch_repo(tmp_path: Path) -> Path:
+    """A copy of this repository's pipeline, with the tiny params, in a fresh git + DVC repo."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for name in ("dvc.yaml", "faceattrs", "stages", ".gitignore"):
+        src = REPO / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, repo / name, **({"ignore": shutil.ignore_patterns("__pycache__")} if src.is_dir() else {}))
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for section, values in TINY.items():
+        for key, value in values.items():
+            params[section][key] = {**params[section][key], **value} if isinstance(value, dict) else value
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run = lambda *cmd: subprocess.run(cmd, cwd=repo, env=ENV, check=True, capture_output=True, text=True)  # noqa: E731
+    run("git", "init", "-q")
+    run("dvc", "init", "-q")
+    run("git", "add", "-A")
+    run("git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init")
+    return repo
+
+
+def test_dvc_repro_runs_once_then_only_what_a_param_touches(tmp_path):
+    repo = _scratch_repo(tmp_path)
+    dvc = lambda *a: subprocess.run(["dvc", *a], cwd=repo, env=ENV, capture_output=True, text=True, timeout=600)  # noqa: E731
+    first = dvc("repro")
+    assert first.returncode == 0, first.stdout + first.stderr
+    for name in ("download", "dedupe", "split", "preprocess"):
+        assert f"Running stage '{name}'" in first.stdout
+    second = dvc("repro")
+    assert "Running stage" not in second.stdout
+    status = dvc("status")
+    assert "up to date" in status.stdout
+    exp = dvc("exp", "run", "-S", "split.method=random")
+    assert exp.returncode == 0, exp.stdout + exp.stderr
+    assert "Running stage 'split'" in exp.stdout and "Running stage 'preprocess'" in exp.stdout
+    assert "Running stage 'download'" not in exp.stdout and "Running stage 'dedupe'" not in exp.stdout
+    run = json.loads((repo / "reports/split/run.json").read_text())
+    assert run["params"]["method"] == "random" and len(run["git_commit"]) >= 40
+    assert len(list((repo / "data/shards").glob("train-*.parquet"))) >= 2

@@ -1,0 +1,133 @@
+"""The synthetic CelebA: determinism, frequencies, identities, planted flaws, and torchvision's reader."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torchvision
+from PIL import Image
+
+from faceattrs import celeba, synthetic
+from faceattrs.celeba import ATTRIBUTES, POSITIVE_RATES
+from faceattrs.faces import DRAWN, draw_face, random_look
+from faceattrs.params import SyntheticParams
+from faceattrs.sources import verify_layout
+
+
+def _digest(folder):
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def test_same_seed_same_bytes_any_worker_count(tmp_path):
+    params = SyntheticParams(num_images=60, seed=3)
+    synthetic.generate(tmp_path / "a", params, workers=1, progress=False)
+    synthetic.generate(tmp_path / "b", params, workers=2, progress=False)
+    synthetic.generate(tmp_path / "c", params.model_copy(update={"seed": 4}), workers=1, progress=False)
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
+    assert _digest(tmp_path / "a") != _digest(tmp_path / "c")
+
+
+def test_label_frequencies_and_correlations_follow_celeba():
+    rng = np.random.default_rng(0)
+    n_ids = 20_000
+    identity = rng.integers(0, n_ids, size=200_000)
+    labels = synthetic.sample_labels(rng, identity, n_ids)
+    rates = labels.mean()
+    for name in ATTRIBUTES:
+        assert rates[name] == pytest.approx(POSITIVE_RATES[name], abs=0.012), name
+    men = labels["Male"] == 1
+    assert labels.loc[~men, "No_Beard"].mean() > 0.99
+    assert labels.loc[men, "Wearing_Lipstick"].mean() < 0.03 < 0.7 < labels.loc[~men, "Wearing_Lipstick"].mean()
+    assert labels.loc[labels["Smiling"] == 1, "High_Cheekbones"].mean() > 0.7
+    assert labels.loc[labels["Smiling"] == 0, "High_Cheekbones"].mean() < 0.25
+    assert (labels[list(synthetic.HAIR_COLOURS)].sum(axis=1) <= 1).all()
+
+
+def test_identity_traits_are_fixed_per_identity(synthetic_raw):
+    truth = synthetic.read_truth(synthetic_raw)
+    clean = synthetic.clean_labels(truth)
+    identity = celeba.read_identity(synthetic_raw / celeba.IDENTITY_FILE)
+    copies = {dst for _, dst, *rest in truth["exact_duplicates"] + truth["near_duplicates"]}
+    originals = clean.drop(index=list(copies))
+    per_identity = originals[["Male", "Pale_Skin", "Oval_Face", "Big_Nose"]].groupby(identity.loc[originals.index]).nunique()
+    assert (per_identity == 1).all().all()
+    assert originals["Smiling"].groupby(identity.loc[originals.index]).nunique().max() == 2
+
+
+def test_planted_flaws_are_there_and_counted(synthetic_raw):
+    truth = synthetic.read_truth(synthetic_raw)
+    images = synthetic_raw / celeba.IMAGE_DIR
+    assert len(truth["exact_duplicates"]) == truth["counts"]["exact_duplicate"] == 8
+    for src, dst in truth["exact_duplicates"]:
+        assert (images / src).read_bytes() == (images / dst).read_bytes()
+    for src, dst, _ in truth["near_duplicates"]:
+        a = np.asarray(Image.open(images / src), dtype=float)
+        b = np.asarray(Image.open(images / dst), dtype=float)
+        assert (images / src).read_bytes() != (images / dst).read_bytes() and np.abs(a - b).mean() < 40
+    published = celeba.read_attributes(synthetic_raw / celeba.ATTR_FILE)
+    for src, dst, _ in truth["near_duplicates"]:
+        assert (published.loc[src] != published.loc[dst]).any(), "near copies must contradict"
+    for name, kind in truth["unreadable"].items():
+        with pytest.raises(Exception):
+            Image.open(images / name).load()
+    assert sorted(set(truth["unreadable"].values())) == sorted(synthetic.UNREADABLE_KINDS)
+    flipped = (published != synthetic.clean_labels(truth)).to_numpy().sum()
+    assert flipped > 0
+
+
+def test_layout_verifies_and_partitions_keep_identities_apart(synthetic_raw):
+    counts = verify_layout(synthetic_raw)
+    assert counts["images"] == 400 and counts["unlisted_images"] == 0
+    assert counts["partitions"]["train"] > counts["partitions"]["val"] > 0
+    part = celeba.read_partition(synthetic_raw / celeba.PARTITION_FILE)
+    identity = celeba.read_identity(synthetic_raw / celeba.IDENTITY_FILE)
+    assert part.groupby(identity).nunique().max() == 1  # as in CelebA, duplicates included
+
+
+@pytest.mark.parametrize("attribute", DRAWN)
+def test_every_drawn_attribute_changes_the_pixels(attribute):
+    base = {a: 0 for a in ATTRIBUTES} | {"No_Beard": 1, "Young": 1, "Black_Hair": 1}
+    look = random_look(np.random.default_rng(1), male=False)
+    flip = {**base, attribute: 1 - base[attribute]}
+    if attribute in synthetic.HAIR_COLOURS and attribute != "Black_Hair":
+        flip["Black_Hair"] = 0
+    a, _ = draw_face(base, look, np.random.default_rng(5))
+    b, _ = draw_face(flip, look, np.random.default_rng(5))
+    changed = (np.abs(np.asarray(a, dtype=int) - np.asarray(b, dtype=int)).max(axis=2) > 24).sum()
+    assert changed >= 40, f"{attribute} changes only {changed} pixels visibly"
+
+
+class _UncheckedCelebA(torchvision.datasets.CelebA):
+    """torchvision's reader, minus its md5 check of the official text files."""
+
+    def _check_integrity(self) -> bool:
+        return True
+
+
+def test_torchvision_reads_it_and_agrees(synthetic_raw, tmp_path):
+    (tmp_path / "celeba").symlink_to(synthetic_raw)
+    labels = celeba.read_attributes(synthetic_raw / celeba.ATTR_FILE)
+    part = celeba.read_partition(synthetic_raw / celeba.PARTITION_FILE)
+    identity = celeba.read_identity(synthetic_raw / celeba.IDENTITY_FILE)
+    landmarks = celeba.read_landmarks(synthetic_raw / celeba.LANDMARKS_FILE)
+    bbox = celeba.read_bbox(synthetic_raw / celeba.BBOX_FILE)
+    for code, split in ((0, "train"), (1, "valid"), (2, "test")):
+        ds = _UncheckedCelebA(str(tmp_path), split=split, target_type=["attr", "identity", "landmarks", "bbox"], download=False)
+        names = part.index[part == code]
+        assert list(ds.filename) == list(names)
+        assert ds.attr_names[:40] == list(ATTRIBUTES)
+        assert torch.equal(ds.attr, torch.as_tensor(labels.loc[names].to_numpy().copy(), dtype=ds.attr.dtype))
+        assert ds.identity[:, 0].tolist() == identity.loc[names].tolist()
+        assert torch.equal(ds.landmarks_align, torch.as_tensor(landmarks.loc[names].to_numpy().copy(), dtype=ds.landmarks_align.dtype))
+        assert torch.equal(ds.bbox, torch.as_tensor(bbox.loc[names].to_numpy().copy(), dtype=ds.bbox.dtype))
+    truth = synthetic.read_truth(synthetic_raw)
+    readable = next(i for i, n in enumerate(ds.filename) if n not in truth["unreadable"])
+    image, _ = ds[readable]
+    assert image.size == (celeba.IMAGE_WIDTH, celeba.IMAGE_HEIGHT)
