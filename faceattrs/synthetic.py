@@ -228,10 +228,10 @@ def generate(out: Path | str, params: SyntheticParams, workers: int = 0, progres
             identity_index[dst] = identity_index[src]
 
     no_face_set = set(no_face)
-    sources = {dst for _, dst in exact_pairs + near_pairs}
+    copies = {dst for _, dst in exact_pairs + near_pairs}
     jobs = [_Job(i, clean.iloc[i].to_dict(), None if i in no_face_set else looks[identity_index[i]],
                  (params.seed, 2, i), params.jpeg_quality)
-            for i in range(n) if i not in sources]
+            for i in range(n) if i not in copies]
     landmarks = np.zeros((n, 10), dtype=np.int32)
     data: dict[int, bytes] = {}
     workers = workers or os.cpu_count() or 1

@@ -156,3 +156,15 @@ def test_dvc_repro_runs_once_then_only_what_a_param_touches(tmp_path):
     run = json.loads((repo / "reports/split/run.json").read_text())
     assert run["params"]["method"] == "random" and len(run["git_commit"]) >= 40
     assert len(list((repo / "data/shards").glob("train-*.parquet"))) >= 2
+
+
+def test_identity_split_without_identities_fails_split_cleanly(workdir, synthetic_raw):
+    _data_stages(workdir, synthetic_raw)
+    manifest = pd.read_parquet(workdir / "clean/manifest.parquet")
+    manifest.assign(identity=-1).to_parquet(workdir / "clean/manifest.parquet")  # as from the Kaggle layout
+    before = (workdir / "split/manifest.parquet").read_bytes()
+    (workdir / "params.yaml").write_text(yaml.safe_dump({"split": {"method": "identity"}}))
+    result = stage("split", "--clean", "clean", "--out", "split", "--reports", "reports/split", cwd=workdir)
+    assert result.returncode == 1
+    assert "split.method is 'identity' but this dataset has no identity file" in result.stderr
+    assert (workdir / "split/manifest.parquet").read_bytes() == before
