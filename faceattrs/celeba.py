@@ -217,10 +217,10 @@ def read_landmarks(path: Path | str) -> pd.DataFrame:
 # ---------------------------------------------------------------- writers
 # Byte-exact with the published files: CRLF endings, the layouts FORMAT.md gives.
 
-def format_attributes(labels: pd.DataFrame) -> bytes:
-    """``list_attr_celeba.txt`` bytes for a 0/1 frame indexed by file name."""
-    signed = labels[list(ATTRIBUTES)].to_numpy(dtype=np.int8) * 2 - 1
-    out = [f"{len(labels)}\r\n", " ".join(ATTRIBUTES) + " \r\n"]
+def format_attributes(labels: pd.DataFrame, names: tuple[str, ...] = ATTRIBUTES) -> bytes:
+    """``list_attr_celeba.txt`` bytes for a 0/1 frame indexed by file name (other ``names`` for predictions of other targets)."""
+    signed = labels[list(names)].to_numpy(dtype=np.int8) * 2 - 1
+    out = [f"{len(labels)}\r\n", " ".join(names) + " \r\n"]
     cells = np.where(signed > 0, " 1", "-1")
     out.extend(f"{name} {' '.join(row)}\r\n" for name, row in zip(labels.index, cells))
     return "".join(out).encode("ascii")

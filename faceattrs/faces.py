@@ -123,7 +123,7 @@ def draw_face(attrs: dict[str, int], look: Look, rng: np.random.Generator) -> tu
     if on["Chubby"]:
         a += 7
     if on["Oval_Face"]:
-        a, b = a - 4, b + 5
+        a, b = a - 6, b + 8
     skin = _skin_colour(look, on["Pale_Skin"])
     shade = _mix(skin, (40, 25, 20), 0.35)
     hair_name = next((h for h in HAIR_COLOURS if on[h]), None)
@@ -137,7 +137,7 @@ def draw_face(attrs: dict[str, int], look: Look, rng: np.random.Generator) -> tu
         pts = []
         for i in range(n + 1):
             y = y0 + (y1 - y0) * i / n
-            wiggle = 5 * math.sin(i * 1.6) if wavy else (0 if straight else 2 * math.sin(i * 0.8))
+            wiggle = 8 * math.sin(i * 1.6) if wavy else (0 if straight else 3 * math.sin(i * 0.8))
             pts.append((x0 + wiggle, y))
         return pts
 
@@ -147,6 +147,9 @@ def draw_face(attrs: dict[str, int], look: Look, rng: np.random.Generator) -> tu
         left = hair_edge(cx - a - 12, cy - b * 0.6, bottom)
         right = hair_edge(cx + a + 12, cy - b * 0.6, bottom)
         d.polygon(left + right[::-1], fill=hair)
+        if straight:  # straight strands down the long hair, bold enough to survive downscaling
+            for x0 in (cx - a - 8, cx - a - 2, cx + a + 2, cx + a + 8):
+                d.line([x0, cy - b * 0.3, x0, bottom - 4], fill=hair_dark, width=2)
 
     # Shoulders, shirt, necktie and necklace.
     shoulder = 92 if on["Male"] else 78
@@ -165,7 +168,7 @@ def draw_face(attrs: dict[str, int], look: Look, rng: np.random.Generator) -> tu
         ex = cx + side * a
         d.ellipse([ex - 6, cy - 12, ex + 6, cy + 14], fill=skin)
         if on["Wearing_Earrings"]:
-            d.ellipse([ex - 3.5, cy + 14, ex + 3.5, cy + 21], fill=(240, 210, 60))
+            d.ellipse([ex - 5, cy + 13, ex + 5, cy + 24], fill=(240, 210, 60))
 
     # The head: a square jaw for men, an ellipse otherwise.
     box = [cx - a, cy - b, cx + a, cy + b]
@@ -176,11 +179,12 @@ def draw_face(attrs: dict[str, int], look: Look, rng: np.random.Generator) -> tu
     if on["Double_Chin"]:
         d.arc([cx - a * 0.5, cy + b - 12, cx + a * 0.5, cy + b + 6], 10, 170, fill=shade, width=2)
     if not on["Young"]:  # forehead lines, and folds beside the mouth that bangs cannot hide
+        wrinkle = _mix(skin, (30, 15, 10), 0.55)
         for k in range(3):
-            y = cy - b * 0.62 + k * 6
-            d.line([cx - a * 0.45, y, cx + a * 0.45, y], fill=shade, width=2)
+            y = cy - b * 0.62 + k * 7
+            d.line([cx - a * 0.5, y, cx + a * 0.5, y], fill=wrinkle, width=3)
         for side in (-1, 1):
-            d.line([cx + side * a * 0.25, cy + b * 0.25, cx + side * a * 0.4, cy + b * 0.6], fill=shade, width=2)
+            d.line([cx + side * a * 0.25, cy + b * 0.2, cx + side * a * 0.45, cy + b * 0.62], fill=wrinkle, width=3)
 
     mouth_y = cy + b * 0.52
     # Facial hair before the mouth so the lips stay on top.
@@ -201,7 +205,7 @@ def draw_face(attrs: dict[str, int], look: Look, rng: np.random.Generator) -> tu
         d.ellipse([cx - 10, mouth_y + 5, cx + 10, cy + b + 2], fill=beard)
 
     # Mouth.
-    lip_w = 6 if on["Big_Lips"] else 3
+    lip_w = 8 if on["Big_Lips"] else 3
     lips = (205, 20, 60) if on["Wearing_Lipstick"] else _mix(skin, (150, 60, 60), 0.45)
     half = 14 if not on["Smiling"] else 16
     if on["Mouth_Slightly_Open"]:
@@ -219,14 +223,16 @@ def draw_face(attrs: dict[str, int], look: Look, rng: np.random.Generator) -> tu
 
     # Nose.
     nose_top, nose_y = cy - b * 0.05, cy + b * 0.27
-    nose_w = 11 if on["Big_Nose"] else 6
+    nose_w = 15 if on["Big_Nose"] else 6
     if on["Big_Nose"]:
-        nose_y += 3
+        nose_y += 4
+        for side in (-1, 1):  # wide nostrils
+            d.ellipse([cx + side * 8 - 4, nose_y - 3, cx + side * 8 + 4, nose_y + 3], fill=_mix(shade, (0, 0, 0), 0.3))
     if on["Pointy_Nose"]:
-        d.polygon([(cx, nose_top), (cx - nose_w * 0.6, nose_y), (cx, nose_y + 5), (cx + nose_w * 0.6, nose_y)], outline=shade, width=2)
+        d.polygon([(cx, nose_top), (cx - nose_w * 0.5, nose_y), (cx, nose_y + 9), (cx + nose_w * 0.5, nose_y)], fill=shade)
     else:
         d.line([cx, nose_top, cx - 2, nose_y], fill=shade, width=2)
-        d.arc([cx - nose_w, nose_y - 5, cx + nose_w, nose_y + 5], 0, 180, fill=shade, width=2)
+        d.arc([cx - nose_w, nose_y - 6, cx + nose_w, nose_y + 6], 0, 180, fill=shade, width=3)
 
     # Cheeks.
     for side in (-1, 1):
@@ -234,7 +240,7 @@ def draw_face(attrs: dict[str, int], look: Look, rng: np.random.Generator) -> tu
         if on["Rosy_Cheeks"]:
             d.ellipse([chx - 9, chy - 6, chx + 9, chy + 6], fill=_mix(skin, (235, 80, 100), 0.55))
         if on["High_Cheekbones"]:
-            d.arc([chx - 12, chy - 12, chx + 12, chy + 4], 200, 340, fill=_mix(skin, (255, 255, 255), 0.5), width=3)
+            d.arc([chx - 13, chy - 13, chx + 13, chy + 4], 200, 340, fill=_mix(skin, (255, 255, 255), 0.7), width=4)
 
     # Eyes, makeup, bags, eyebrows.
     eye_y = cy - b * 0.1
@@ -251,10 +257,10 @@ def draw_face(attrs: dict[str, int], look: Look, rng: np.random.Generator) -> tu
                   outline=(10, 10, 10) if on["Heavy_Makeup"] else None, width=2)
         r = min(3.5, h)
         d.ellipse([ex - r, eye_y - r, ex + r, eye_y + r], fill=look.eye_colour)
-        brow_w = 5 if on["Bushy_Eyebrows"] else 2
+        brow_w = 6 if on["Bushy_Eyebrows"] else 2
         brow = hair_dark if has_top_hair else (60, 50, 45)
         if on["Arched_Eyebrows"]:
-            d.arc([ex - 11, eye_y - 18, ex + 11, eye_y - 2], 200, 340, fill=brow, width=brow_w)
+            d.arc([ex - 11, eye_y - 24, ex + 11, eye_y - 4], 195, 345, fill=brow, width=brow_w)
         else:
             d.line([ex - 11, eye_y - 11, ex + 11, eye_y - 11], fill=brow, width=brow_w)
 
@@ -269,11 +275,11 @@ def draw_face(attrs: dict[str, int], look: Look, rng: np.random.Generator) -> tu
         if wavy:
             for k in range(5):
                 x = cx - a * 0.6 + k * a * 0.3
-                d.arc([x - 6, hairline - 22, x + 6, hairline - 10], 180, 360, fill=hair_dark, width=2)
+                d.arc([x - 7, hairline - 24, x + 7, hairline - 10], 180, 360, fill=hair_dark, width=3)
         elif straight:
             for k in range(6):
                 x = cx - a * 0.6 + k * a * 0.24
-                d.line([x, hairline - 28, x, hairline - 2], fill=hair_dark, width=1)
+                d.line([x, hairline - 30, x, hairline - 2], fill=hair_dark, width=2)
         if on["Bangs"]:
             pts = [(cx - a * 0.85, hairline - 4), (cx + a * 0.85, hairline - 4)]
             for k in range(8, -1, -1):

@@ -27,7 +27,7 @@ class SyntheticParams(Section):
     """The embedded synthetic CelebA: size, seed and the flaws planted in it."""
 
     num_images: int = Field(6000, ge=50, le=202_599)
-    images_per_identity: float = Field(20.0, ge=1.0, le=35.0)
+    images_per_identity: float = Field(8.0, ge=1.0, le=35.0)
     seed: int = 1234
     # Rates of planted flaws, as fractions of num_images (the sidecar records the exact counts).
     exact_duplicate_rate: float = Field(0.005, ge=0, le=0.1)
@@ -137,11 +137,142 @@ class PreprocessParams(Section):
         return value
 
 
+class ModelParams(Section):
+    # Any timm model name; timm is the backbone registry.
+    backbone: str = "resnet10t"
+    pretrained: bool = False
+    # A local weights file for the backbone (offline machines); implies pretrained weights.
+    weights: str | None = None
+    head: Literal["linear", "mlp", "per_attribute"] = "linear"
+    head_hidden: int = Field(512, ge=1)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    # Freeze the backbone's first N top-level blocks (its stem counts as blocks).
+    freeze_blocks: int = Field(0, ge=0)
+    # Resize batches on the device to [height, width] before the model; null keeps the shard size.
+    input_size: tuple[int, int] | None = None
+
+
+class TargetParams(Section):
+    # A subset of attribute names; null means all 40.
+    attributes: list[str] | None = None
+    # One derived binary target written over attribute names, e.g. "Blond_Hair ^ Eyeglasses".
+    expression: str | None = None
+
+    @field_validator("attributes")
+    @classmethod
+    def _known(cls, value):
+        if value is not None:
+            unknown = [a for a in value if a not in ATTRIBUTES]
+            if unknown or not value:
+                raise ValueError(f"unknown attributes {unknown}; valid: {', '.join(ATTRIBUTES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "TargetParams":
+        if self.attributes is not None and self.expression is not None:
+            raise ValueError("set target.attributes or target.expression, not both")
+        return self
+
+
+class LossParams(Section):
+    name: Literal["bce", "focal", "mse"] = "bce"
+    gamma: float = Field(2.0, ge=0)
+    # Focal alpha: one value for every attribute, or "frequency" for alpha_rare on
+    # attributes whose positive rate is under rare_below and alpha_common on the rest.
+    alpha: float | Literal["frequency"] | None = None
+    alpha_rare: float = Field(0.75, ge=0, le=1)
+    alpha_common: float = Field(0.25, ge=0, le=1)
+    rare_below: float = Field(0.25, gt=0, lt=1)
+    # "frequency" weighs positives and negatives of each attribute by the inverse of their share.
+    weighting: Literal["none", "frequency"] = "none"
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5)
+
+
+class AffineParams(Section):
+    degrees: float = Field(0.0, ge=0, le=180)
+    translate: float = Field(0.0, ge=0, le=0.5)
+    scale: tuple[float, float] = (1.0, 1.0)
+
+
+class ResizedCropParams(Section):
+    scale: tuple[float, float] = (0.8, 1.0)
+    ratio: tuple[float, float] = (0.75, 1.333)
+
+
+class ColorJitterParams(Section):
+    brightness: float = Field(0.0, ge=0, le=1)
+    saturation: float = Field(0.0, ge=0, le=1)
+    hue: float = Field(0.0, ge=0, le=0.5)
+
+
+class AugmentParams(Section):
+    hflip: float = Field(0.5, ge=0, le=1)
+    affine: AffineParams | None = None
+    random_resized_crop: ResizedCropParams | None = None
+    # [height, width] cut from the centre, in training and evaluation alike.
+    center_crop: tuple[int, int] | None = None
+    color_jitter: ColorJitterParams | None = None
+    noise_std: float = Field(0.0, ge=0, le=1)
+    erasing: float = Field(0.0, ge=0, le=1)
+    mixup_alpha: float = Field(0.0, ge=0)
+
+
+class OptimizerParams(Section):
+    name: Literal["sgd", "adam", "adamw", "adamax"] = "adamw"
+    lr: float = Field(2e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = False
+
+
+class ScheduleParams(Section):
+    name: Literal["none", "onecycle", "cosine", "plateau", "step"] = "cosine"
+    warmup_epochs: float = Field(0.5, ge=0)
+    min_lr: float = Field(0.0, ge=0)
+    factor: float = Field(0.1, gt=0, lt=1)
+    patience: int = Field(2, ge=0)
+    step_epochs: int = Field(5, ge=1)
+
+
+class TrainParams(Section):
+    epochs: int = Field(8, ge=1)
+    batch_size: int = Field(64, ge=1)
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    workers: int = Field(2, ge=0)
+    # Stop after this many epochs without a better validation mean accuracy; 0 never stops early.
+    early_stopping: int = Field(0, ge=0)
+    compile: bool = False
+    # Batches per epoch at most (0: all); for smoke runs.
+    limit_batches: int = Field(0, ge=0)
+
+
+class EvaluateParams(Section):
+    thresholds: Literal["fixed", "tuned"] = "tuned"
+    # Attribute that splits people into the two groups of the group-fair score.
+    fair_group: str = "Male"
+    curves_for: list[str] = Field(default_factory=lambda: ["Smiling", "Eyeglasses", "Male", "Bald", "Young"])
+
+
+class PredictParams(Section):
+    # "test": the test shards; or a folder of images, the way a private test set is given.
+    source: str = "test"
+
+
 class Params(Section):
     data: DataParams = DataParams()
     dedupe: DedupeParams = DedupeParams()
     split: SplitParams = SplitParams()
     preprocess: PreprocessParams = PreprocessParams()
+    model: ModelParams = ModelParams()
+    target: TargetParams = TargetParams()
+    loss: LossParams = LossParams()
+    augment: AugmentParams = AugmentParams()
+    optimizer: OptimizerParams = OptimizerParams()
+    schedule: ScheduleParams = ScheduleParams()
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    predict: PredictParams = PredictParams()
 
 
 def _describe(error: dict) -> str:

@@ -12,7 +12,7 @@ from faceattrs.celeba import FormatError
 from faceattrs.params import Params, ParamsError, load_params
 
 # Errors that describe bad input: shown as one clear line, not a traceback.
-USER_ERRORS = (FormatError, ParamsError, ValueError, FileNotFoundError, RuntimeError)
+USER_ERRORS = (FormatError, ParamsError, ValueError, FileNotFoundError, RuntimeError, FloatingPointError)
 
 
 def parser(description: str) -> argparse.ArgumentParser:

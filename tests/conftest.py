@@ -37,3 +37,29 @@ def raw_copy(synthetic_raw, tmp_path) -> Path:
     dst = tmp_path / "raw"
     shutil.copytree(synthetic_raw, dst)
     return dst
+
+
+@pytest.fixture(scope="session")
+def tiny_shards(synthetic_raw, tmp_path_factory) -> Path:
+    """Shards at 40x32 of the readable synthetic images, split by the published partition."""
+    from faceattrs import shards
+    from faceattrs.cleaning import load_raw
+
+    frame = load_raw(synthetic_raw).drop(index=list(synthetic.read_truth(synthetic_raw)["unreadable"]))
+    out = tmp_path_factory.mktemp("shards")
+    spec = shards.ImageSpec(None, (40, 32), "jpeg", 90)
+    for code, split in enumerate(("train", "val", "test")):
+        rows = frame[frame["partition"] == code]
+        shards.write_split(rows, synthetic_raw / "img_align_celeba", out, split, spec, 128, workers=1, progress=False)
+    return out
+
+
+def tiny_params(**sections):
+    """Params for a seconds-long training run on ``tiny_shards``; ``sections`` override."""
+    from faceattrs.params import parse_params
+
+    base = {"train": {"epochs": 2, "batch_size": 32, "workers": 0, "seed": 3},
+            "optimizer": {"lr": 0.003}, "model": {"backbone": "resnet10t"}}
+    for key, value in sections.items():
+        base[key] = {**base.get(key, {}), **value}
+    return parse_params(base)

@@ -1,0 +1,61 @@
+"""Batches from the Parquet shards: uint8 NCHW images and int8 targets, decoded in worker processes.
+
+Pixels stay uint8 until they reach the device (a quarter of the bytes of float32
+through the loader and the host-to-device copy); normalization and augmentation
+happen there (``faceattrs.augment``).
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from faceattrs import shards
+from faceattrs.targets import Targets
+
+
+class ShardDataset(Dataset):
+    """One split's shards, memory-mapped; items are (uint8 CHW image, int8 targets, row index)."""
+
+    def __init__(self, shard_dir: Path, split: str, targets: Targets):
+        paths = shards.shard_paths(shard_dir, split)
+        if not paths:
+            raise FileNotFoundError(f"{shard_dir}: no shards for split {split!r}; run the preprocess stage")
+        self.spec = shards.read_spec(paths[0])
+        tables = [pq.read_table(p, memory_map=True) for p in paths]
+        table = pa.concat_tables(tables)
+        self.images = table.column("image").combine_chunks()
+        frame = table.drop(["image"]).to_pandas()
+        self.ids = frame["image_id"].tolist()
+        self.frame = frame.set_index("image_id")
+        self.targets = torch.from_numpy(targets.labels(self.frame).copy())
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def decode(self, index: int) -> np.ndarray:
+        data = self.images[index].as_py()
+        if self.spec.format == "raw":
+            return np.frombuffer(data, dtype=np.uint8).reshape(*self.spec.size, 3)
+        with Image.open(io.BytesIO(data)) as img:
+            return np.asarray(img.convert("RGB"))
+
+    def __getitem__(self, index: int):
+        image = torch.from_numpy(np.ascontiguousarray(self.decode(index).transpose(2, 0, 1)))
+        return image, self.targets[index], index
+
+
+def loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int, epoch: int, workers: int,
+           pin_memory: bool = False, sampler=None) -> DataLoader:
+    """A DataLoader whose order is a pure function of (seed, epoch), so a resumed run sees the same batches."""
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+                      num_workers=workers, generator=generator, pin_memory=pin_memory,
+                      persistent_workers=False, drop_last=False)

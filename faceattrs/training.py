@@ -1,0 +1,226 @@
+"""Training: one step function shared by training and evaluation, epochs that resume, dvclive logs.
+
+Every source of randomness is reseeded from (train.seed, epoch) at the start of an
+epoch (batch order, augmentations, dropout), so a run resumed from its last
+checkpoint reproduces the uninterrupted run exactly on the CPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from faceattrs import augment, models, optim, targets as targets_mod
+from faceattrs.atomic import atomic_file
+from faceattrs.loader import ShardDataset, loader
+from faceattrs.losses import AttributeLoss
+from faceattrs.params import Params
+from faceattrs.provenance import provenance
+
+TRAIN_SECTIONS = ("model", "target", "loss", "augment", "optimizer", "schedule", "train")
+
+
+def resolve_device(choice: str) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device is 'cuda' but no CUDA device is available")
+    if choice == "auto":
+        choice = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(choice)
+
+
+def fingerprint(params: Params, shard_dir: Path) -> str:
+    """What a checkpoint must have been trained with to be resumed: the train params and the shards."""
+    sections = {k: params.model_dump(mode="json")[k] for k in TRAIN_SECTIONS}
+    manifest = (shard_dir / "manifest.json").read_bytes() if (shard_dir / "manifest.json").exists() else b""
+    return hashlib.sha256(json.dumps(sections, sort_keys=True).encode() + hashlib.sha256(manifest).digest()).hexdigest()
+
+
+@dataclass
+class Context:
+    """Everything a step needs besides the batch."""
+
+    model: torch.nn.Module
+    loss: AttributeLoss
+    params: Params
+    device: torch.device
+    mean: torch.Tensor
+    std: torch.Tensor
+    generator: torch.Generator | None = None
+
+    @property
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+
+
+def model_step(ctx: Context, images: torch.Tensor, labels: torch.Tensor, train: bool):
+    """Loss and logits of one batch; the same code for training and evaluation."""
+    images = images.to(ctx.device, non_blocking=True)
+    labels = labels.to(ctx.device, non_blocking=True)
+    x = augment.prepare(images, ctx.params.augment, ctx.mean, ctx.std, ctx.generator, train, ctx.params.model.input_size)
+    target = labels.float()
+    if train and ctx.params.augment.mixup_alpha > 0:
+        x, target = augment.mixup(x, labels, ctx.params.augment.mixup_alpha, ctx.generator)
+    if ctx.device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+    with ctx.autocast:
+        logits = ctx.model(x)
+    return ctx.loss(logits.float(), target), logits.float()
+
+
+def run_epoch(ctx: Context, data, optimizer=None, schedule=None, desc: str = "", progress: bool = True,
+              limit: int = 0) -> dict:
+    """One pass; trains when an optimizer is given. Returns loss, mean accuracy and the raw outputs."""
+    train = optimizer is not None
+    ctx.model.train(train)
+    total_loss, count, correct = 0.0, 0, None
+    logits_all, rows_all = [], []
+    bar = tqdm(data, desc=desc, unit="batch", leave=False, disable=not progress)
+    with torch.set_grad_enabled(train):
+        for batch_index, (images, labels, rows) in enumerate(bar):
+            if limit and batch_index >= limit:
+                break
+            loss, logits = model_step(ctx, images, labels, train)
+            if not math.isfinite(loss.item()):
+                raise FloatingPointError(f"non-finite loss ({loss.item()}) in {desc or 'a step'}, batch {batch_index}: "
+                                         "lower optimizer.lr, or check the targets and loss params")
+            if train:
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.after_batch()
+            hits = ((logits > 0).cpu() == labels.bool()).sum(dim=0)
+            correct = hits if correct is None else correct + hits
+            total_loss += loss.item() * len(labels)
+            count += len(labels)
+            if not train:
+                logits_all.append(logits.cpu())
+                rows_all.append(rows)
+            bar.set_postfix(loss=f"{total_loss / count:.4f}")
+    accuracy = (correct.double() / max(count, 1)).numpy() if correct is not None else np.zeros(0)
+    out = {"loss": total_loss / max(count, 1), "mean_accuracy": float(accuracy.mean()) if accuracy.size else 0.0,
+           "accuracy": accuracy}
+    if not train:
+        out["logits"] = torch.cat(logits_all).numpy() if logits_all else np.zeros((0, 0))
+        out["rows"] = torch.cat(rows_all).numpy() if rows_all else np.zeros(0, dtype=int)
+    return out
+
+
+def _seed_epoch(seed: int, epoch: int, device: torch.device) -> torch.Generator:
+    torch.manual_seed(seed * 1000 + epoch)
+    np.random.seed((seed * 1000 + epoch) % 2**32)
+    return torch.Generator(device=device).manual_seed(seed * 1000 + epoch)
+
+
+def build(params: Params, positive_rates: np.ndarray, device: torch.device, n_outputs: int):
+    model = models.build_model(params.model, n_outputs).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    mean, std = models.normalization(model)
+    loss = AttributeLoss(params.loss, torch.as_tensor(positive_rates)).to(device)
+    ctx = Context(model, loss, params, device, torch.tensor(mean, device=device), torch.tensor(std, device=device))
+    return ctx
+
+
+def train(params: Params, shard_dir: Path, out_dir: Path, live_dir: Path, progress: bool = True) -> dict:
+    """Train, resuming from ``out_dir/last.pt`` when it was made with the same params and shards."""
+    from dvclive import Live
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(params.train.device)
+    tp = params.train
+    target = targets_mod.from_params(params.target.attributes, params.target.expression)
+    train_set = ShardDataset(shard_dir, "train", target)
+    val_set = ShardDataset(shard_dir, "val", target)
+    rates = target.positive_rates(train_set.frame)
+    torch.manual_seed(tp.seed)  # the initial weights are part of what the seed fixes
+    ctx = build(params, rates, device, len(target.names))
+    optimizer = optim.build_optimizer(ctx.model, params.optimizer)
+    steps = math.ceil(len(train_set) / tp.batch_size)
+    if tp.limit_batches:
+        steps = min(steps, tp.limit_batches)
+    schedule = optim.build_schedule(optimizer, params.schedule, steps, tp.epochs, params.optimizer.lr)
+    sign = models.signature(params.model, target.names)
+    key = fingerprint(params, shard_dir)
+
+    state = {"epoch": 0, "best": -1.0, "best_epoch": -1, "stale": 0}
+    last = out_dir / "last.pt"
+    resumed = False
+    if last.exists():
+        ckpt = models.load_checkpoint(last)
+        if ckpt.get("fingerprint") == key:
+            ctx.model.load_state_dict(ckpt["state_dict"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            schedule.load_state_dict(ckpt["schedule"])
+            state = ckpt["state"]
+            resumed = True
+            print(f"train: resuming after epoch {state['epoch']} from {last}")
+    if not resumed:
+        for stale in ("last.pt", "best.pt"):
+            (out_dir / stale).unlink(missing_ok=True)
+    compiled = torch.compile(ctx.model) if tp.compile else None
+    if compiled is not None:
+        ctx.model = compiled
+
+    with Live(str(live_dir), dvcyaml=False, resume=resumed, save_dvc_exp=False) as live:
+        for epoch in range(state["epoch"], tp.epochs):
+            start = time.perf_counter()
+            ctx.generator = _seed_epoch(tp.seed, epoch, device)
+            train_data = loader(train_set, tp.batch_size, True, tp.seed, epoch, tp.workers, device.type == "cuda")
+            lr = optimizer.param_groups[0]["lr"]
+            fit = run_epoch(ctx, train_data, optimizer, schedule, f"epoch {epoch + 1}/{tp.epochs}", progress, tp.limit_batches)
+            ctx.generator = None
+            val = run_epoch(ctx, loader(val_set, tp.batch_size * 2, False, tp.seed, epoch, tp.workers), desc="val",
+                            progress=progress, limit=tp.limit_batches)
+            schedule.after_epoch(val["mean_accuracy"])
+            elapsed = time.perf_counter() - start
+            for name, value in (("train/loss", fit["loss"]), ("train/mean_accuracy", fit["mean_accuracy"]),
+                                ("val/loss", val["loss"]), ("val/mean_accuracy", val["mean_accuracy"]),
+                                ("lr", lr), ("epoch_time_s", elapsed)):
+                live.log_metric(name, value)
+            improved = val["mean_accuracy"] > state["best"]
+            state = {"epoch": epoch + 1, "best": max(state["best"], val["mean_accuracy"]),
+                     "best_epoch": epoch + 1 if improved else state["best_epoch"],
+                     "stale": 0 if improved else state["stale"] + 1}
+            weights = _plain_model(ctx.model).state_dict()
+            if improved:
+                _save(out_dir / "best.pt", {"signature": sign, "state_dict": weights, "epoch": epoch + 1,
+                                            "val_mean_accuracy": val["mean_accuracy"]})
+            _save(last, {"fingerprint": key, "signature": sign, "state_dict": weights, "optimizer": optimizer.state_dict(),
+                         "schedule": schedule.state_dict(), "state": state})
+            print(f"epoch {epoch + 1}/{tp.epochs}: train loss {fit['loss']:.4f} acc {fit['mean_accuracy']:.4f} | "
+                  f"val loss {val['loss']:.4f} acc {val['mean_accuracy']:.4f} | {elapsed:.1f}s")
+            live.next_step()
+            if tp.early_stopping and state["stale"] >= tp.early_stopping:
+                print(f"train: early stop, no better val mean accuracy for {tp.early_stopping} epochs")
+                break
+
+    best = models.load_checkpoint(out_dir / "best.pt")
+    _save(out_dir / "model.pt", {
+        "signature": sign, "state_dict": best["state_dict"], "epoch": best["epoch"],
+        "val_mean_accuracy": best["val_mean_accuracy"],
+        "targets": list(target.names), "expression": target.expression,
+        "image": train_set.spec.to_dict(), "mean": ctx.mean.tolist(), "std": ctx.std.tolist(),
+        "center_crop": list(params.augment.center_crop) if params.augment.center_crop else None,
+        "input_size": list(params.model.input_size) if params.model.input_size else None,
+        "model_params": params.model.model_dump(mode="json"),
+        "positive_rates": [float(r) for r in rates],
+        "provenance": json.dumps(provenance({k: params.model_dump(mode="json")[k] for k in TRAIN_SECTIONS})),
+    })
+    return {"epochs": state["epoch"], "best_epoch": state["best_epoch"], "best_val_mean_accuracy": state["best"]}
+
+
+def _plain_model(model: torch.nn.Module) -> torch.nn.Module:
+    return getattr(model, "_orig_mod", model)
+
+
+def _save(path: Path, payload: dict) -> None:
+    with atomic_file(path) as tmp:
+        torch.save(payload, tmp)

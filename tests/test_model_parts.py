@@ -1,0 +1,204 @@
+"""Registries of the model half on tiny batches: losses (against hand-computed values), augmentations,
+optimizers, schedules, heads, frozen blocks, local weights, targets and the metrics."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import timm
+import torch
+
+from faceattrs import augment, metrics, models, optim, targets
+from faceattrs.celeba import ATTRIBUTES
+from faceattrs.losses import LOSSES, AttributeLoss
+from faceattrs.params import AugmentParams, LossParams, ModelParams, OptimizerParams, ScheduleParams
+
+TINY = ModelParams(backbone="resnet10t")
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+@pytest.mark.parametrize("extra", [{}, {"weighting": "frequency"}, {"label_smoothing": 0.1}])
+def test_every_loss_gives_finite_gradients(name, extra):
+    torch.manual_seed(0)
+    logits = torch.randn(6, 40, requires_grad=True)
+    y = torch.randint(0, 2, (6, 40))
+    loss = AttributeLoss(LossParams(name=name, alpha=0.25 if name == "focal" else None, **extra), torch.rand(40) * 0.8 + 0.1)
+    value = loss(logits, y)
+    value.backward()
+    assert value.ndim == 0 and math.isfinite(value.item()) and value.item() > 0
+    assert logits.grad.shape == (6, 40) and torch.isfinite(logits.grad).all()
+
+
+def test_losses_match_hand_computed_values():
+    z = torch.tensor([[2.0, -1.0]])
+    y = torch.tensor([[1, 1]])
+    rates = torch.tensor([0.5, 0.1])
+    p = 1 / (1 + math.exp(-2.0)), 1 / (1 + math.exp(1.0))
+    bce = (-math.log(p[0]) - math.log(p[1])) / 2
+    assert AttributeLoss(LossParams(name="bce"), rates)(z, y).item() == pytest.approx(bce, rel=1e-5)
+    focal = (-(1 - p[0]) ** 2 * math.log(p[0]) - (1 - p[1]) ** 2 * math.log(p[1])) / 2
+    assert AttributeLoss(LossParams(name="focal", gamma=2), rates)(z, y).item() == pytest.approx(focal, rel=1e-5)
+    # alpha by frequency: 0.25 for the common attribute, 0.75 for the rare one (rate 0.1 < 0.25)
+    focal_alpha = (-0.25 * (1 - p[0]) ** 2 * math.log(p[0]) - 0.75 * (1 - p[1]) ** 2 * math.log(p[1])) / 2
+    got = AttributeLoss(LossParams(name="focal", gamma=2, alpha="frequency"), rates)(z, y).item()
+    assert got == pytest.approx(focal_alpha, rel=1e-5)
+    mse = ((2 - 1) ** 2 + (-1 - 1) ** 2) / 2  # targets mapped to +-1
+    assert AttributeLoss(LossParams(name="mse"), rates)(z, y).item() == pytest.approx(mse)
+    # label smoothing 0.2 turns target 1 into 0.9
+    smooth = (-(0.9 * math.log(p[0]) + 0.1 * math.log(1 - p[0])) - (0.9 * math.log(p[1]) + 0.1 * math.log(1 - p[1]))) / 2
+    assert AttributeLoss(LossParams(name="bce", label_smoothing=0.2), rates)(z, y).item() == pytest.approx(smooth, rel=1e-5)
+    # frequency weighting: positives of an attribute at rate r weigh 0.5 / r
+    weighted = (-math.log(p[0]) * 0.5 / 0.5 - math.log(p[1]) * 0.5 / 0.1) / 2
+    assert AttributeLoss(LossParams(name="bce", weighting="frequency"), rates)(z, y).item() == pytest.approx(weighted, rel=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(augment.AUGMENTATIONS))
+def test_every_augmentation_on_a_tiny_batch(name):
+    params = augment.only(name)
+    x = torch.randint(0, 256, (4, 3, 40, 32), dtype=torch.uint8)
+    mean, std = torch.tensor([0.5] * 3), torch.tensor([0.25] * 3)
+    a = augment.prepare(x, params, mean, std, torch.Generator().manual_seed(1), True)
+    b = augment.prepare(x, params, mean, std, torch.Generator().manual_seed(1), True)
+    plain = augment.prepare(x, AugmentParams(hflip=0.0, center_crop=params.center_crop), mean, std, None, False)
+    assert a.shape == (4, 3, *augment.output_size(params, 40, 32)) and torch.isfinite(a).all()
+    assert torch.equal(a, b), "same generator seed, same augmentation"
+    if name == "mixup":
+        y = torch.randint(0, 2, (4, 40))
+        mx, my = augment.mixup(a, y, 0.2, torch.Generator().manual_seed(2))
+        assert mx.shape == a.shape and ((my >= 0) & (my <= 1)).all()
+    elif name != "center_crop":
+        assert not torch.equal(a, plain), f"{name} changed nothing"
+
+
+def test_centre_crop_and_flip_are_exact():
+    x = torch.randint(0, 256, (2, 3, 40, 32), dtype=torch.uint8)
+    zero, one = torch.zeros(3), torch.ones(3)
+    crop = augment.prepare(x, AugmentParams(hflip=0.0, center_crop=(20, 16)), zero, one, None, False)
+    assert torch.allclose(crop, x[:, :, 10:30, 8:24].float() / 255, atol=1e-5)
+    flip = augment.prepare(x, AugmentParams(hflip=1.0), zero, one, torch.Generator(), True)
+    assert torch.allclose(flip, x.flip(-1).float() / 255, atol=1e-5)
+
+
+@pytest.mark.parametrize("head", sorted(models.HEADS))
+def test_every_head(head):
+    model = models.build_model(TINY.model_copy(update={"head": head}), 7)
+    out = model(torch.randn(3, 3, 40, 32))
+    out.sum().backward()
+    assert out.shape == (3, 7)
+    assert all(torch.isfinite(p.grad).all() for p in model.head.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("name", sorted(optim.OPTIMIZERS))
+def test_every_optimizer_takes_a_step(name):
+    model = models.build_model(TINY, 3)
+    opt = optim.build_optimizer(model, OptimizerParams(name=name, lr=0.01))
+    before = model.head[1].weight.detach().clone()
+    model(torch.randn(4, 3, 40, 32)).pow(2).mean().backward()
+    opt.step()
+    assert not torch.equal(before, model.head[1].weight)
+
+
+@pytest.mark.parametrize("name", sorted(optim.SCHEDULES))
+def test_every_schedule_steps(name):
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=0.1)
+    schedule = optim.build_schedule(opt, ScheduleParams(name=name, warmup_epochs=1, patience=0, step_epochs=1), 10, 3, 0.1)
+    lrs = []
+    for epoch in range(3):
+        for _ in range(10):
+            opt.step()
+            schedule.after_batch()
+        schedule.after_epoch(0.5)  # a flat metric: plateau reduces
+        lrs.append(opt.param_groups[0]["lr"])
+    assert all(math.isfinite(v) and v >= 0 for v in lrs)
+    if name == "none":
+        assert lrs == [0.1] * 3
+    else:
+        assert lrs[-1] < 0.1
+
+
+def test_cosine_warmup_is_a_pure_function():
+    assert optim.cosine_with_warmup(0, 100, 10, 0.0) == pytest.approx(0.1)
+    assert optim.cosine_with_warmup(9, 100, 10, 0.0) == pytest.approx(1.0)
+    assert optim.cosine_with_warmup(55, 100, 10, 0.0) == pytest.approx(0.5)
+    assert optim.cosine_with_warmup(100, 100, 10, 0.1) == pytest.approx(0.1)
+
+
+def test_frozen_blocks_do_not_change():
+    model = models.build_model(TINY.model_copy(update={"freeze_blocks": 3}), 4)
+    frozen = list(model.backbone.children())[:3]
+    before = [p.detach().clone() for m in frozen for p in m.parameters()]
+    opt = optim.build_optimizer(model, OptimizerParams(name="sgd", lr=0.5))
+    model.train()
+    model(torch.randn(4, 3, 40, 32)).pow(2).mean().backward()
+    opt.step()
+    assert all(torch.equal(a, b) for a, b in zip(before, (p for m in frozen for p in m.parameters())))
+    assert all(not m.training for m in frozen)
+    with pytest.raises(ValueError, match="freeze_blocks is 99"):
+        models.build_model(TINY.model_copy(update={"freeze_blocks": 99}), 4)
+
+
+def test_local_weights_file_is_loaded(tmp_path):
+    """Offline pretrained weights: a file the test writes stands in for ImageNet weights."""
+    source = timm.create_model("resnet10t", pretrained=False, num_classes=1000)
+    torch.nn.init.constant_(source.conv1[0].weight, 0.123)
+    path = tmp_path / "resnet10t.pth"
+    torch.save(source.state_dict(), path)
+    model = models.build_model(TINY.model_copy(update={"weights": str(path)}), 40)
+    assert torch.allclose(model.backbone.conv1[0].weight, torch.full_like(model.backbone.conv1[0].weight, 0.123))
+    with pytest.raises(FileNotFoundError, match="model.weights"):
+        models.build_model(TINY.model_copy(update={"weights": str(tmp_path / "missing.pth")}), 40)
+
+
+def test_unknown_backbone_names_similar_ones():
+    with pytest.raises(ValueError, match="timm has no model 'resnet10q'; similar: .*resnet10t"):
+        models.build_model(TINY.model_copy(update={"backbone": "resnet10q"}), 40)
+
+
+def test_signature_mismatch_is_refused(tmp_path):
+    expected = models.signature(TINY, ATTRIBUTES)
+    found = models.signature(TINY.model_copy(update={"head": "mlp"}), ATTRIBUTES)
+    with pytest.raises(ValueError, match="head: checkpoint has 'mlp', params ask for 'linear'"):
+        models.check_signature(found, expected, tmp_path / "model.pt")
+    other = models.signature(TINY.model_copy(update={"backbone": "resnet18"}), ("Smiling",))
+    with pytest.raises(ValueError, match="backbone.*targets"):
+        models.check_signature(other, expected, tmp_path / "model.pt")
+
+
+def test_targets_subset_and_expression():
+    frame = pd.DataFrame({a: [0, 1, 1, 0] for a in ATTRIBUTES})
+    frame["Blond_Hair"], frame["Eyeglasses"] = [0, 1, 1, 0], [0, 0, 1, 1]
+    derived = targets.from_params(None, "Blond_Hair ^ Eyeglasses")
+    assert derived.labels(frame)[:, 0].tolist() == [0, 1, 0, 1]
+    assert targets.from_params(None, "Blond_Hair and not Eyeglasses").labels(frame)[:, 0].tolist() == [0, 1, 0, 0]
+    assert targets.from_params(["Smiling", "Male"], None).labels(frame).shape == (4, 2)
+    with pytest.raises(ValueError, match="unknown attribute 'Blonde'"):
+        targets.from_params(None, "Blonde ^ Eyeglasses")
+    with pytest.raises(ValueError, match="unsupported syntax"):
+        targets.from_params(None, "__import__('os')")
+
+
+def test_tuned_thresholds_maximise_accuracy():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, size=(300, 3))
+    logits = labels * 1.5 + rng.normal(0, 1, size=(300, 3)) - 1.0
+    tuned = metrics.tune_thresholds(logits, labels)
+    for k in range(3):
+        grid = np.linspace(-4, 4, 801)
+        best = max(((logits[:, k] > t) == labels[:, k]).mean() for t in grid)
+        assert ((logits[:, k] > tuned[k]) == labels[:, k]).mean() >= best - 1e-9
+
+
+def test_per_target_measures_and_fair_score_by_hand():
+    labels = np.array([[1], [1], [0], [0]])
+    logits = np.array([[2.0], [-1.0], [-2.0], [1.0]])
+    m = metrics.per_target(logits, labels, np.zeros(1), np.array([0.9]))
+    assert m["accuracy"][0] == 0.5 and m["precision"][0] == 0.5 and m["recall"][0] == 0.5
+    assert m["majority_baseline"][0] == 0.5  # the train majority (positive) is right on half the test
+    group = np.array([1, 1, 0, 0])
+    fair = metrics.group_fair(np.array([[2.0], [1.0], [-2.0], [1.0]]), labels, np.zeros(1), group)
+    assert fair["accuracy_group"][0] == 1.0 and fair["accuracy_other"][0] == 0.5
+    assert fair["fair_score"][0] == pytest.approx(0.75 - 0.5)

@@ -1,0 +1,166 @@
+"""Training, evaluation and prediction on tiny shards: resume, failures, derived targets, file formats."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from faceattrs import celeba, evaluation, models, prediction, training
+from faceattrs.celeba import ATTRIBUTES
+from faceattrs.losses import AttributeLoss
+from faceattrs.params import EvaluateParams
+from faceattrs.predictor import Predictor
+from tests.conftest import REPO, tiny_params
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_shards, tmp_path_factory):
+    out = tmp_path_factory.mktemp("trained")
+    result = training.train(tiny_params(train={"epochs": 3}), tiny_shards, out / "models", out / "live", progress=False)
+    return out, result
+
+
+def test_training_writes_model_checkpoints_and_logs(trained):
+    out, result = trained
+    assert result["epochs"] == 3 and 1 <= result["best_epoch"] <= 3
+    for name in ("model.pt", "best.pt", "last.pt"):
+        assert (out / "models" / name).exists()
+    logged = json.loads((out / "live" / "metrics.json").read_text())
+    assert {"train", "val", "lr", "epoch_time_s", "step"} <= set(logged)
+    history = pd.read_csv(out / "live" / "plots" / "metrics" / "val" / "mean_accuracy.tsv", sep="\t")
+    assert len(history) == 3
+    model = torch.load(out / "models" / "model.pt", weights_only=True)
+    assert model["targets"] == list(ATTRIBUTES) and model["image"]["size"] == [40, 32]
+    assert "git_commit" in json.loads(model["provenance"])
+
+
+def test_resume_after_a_kill_gives_the_same_result(tiny_shards, tmp_path, trained, monkeypatch):
+    params = tiny_params(train={"epochs": 3})
+    calls = {"n": 0}
+    real = training.run_epoch
+
+    def killed_in_epoch_three(ctx, data, optimizer=None, *args, **kwargs):
+        if optimizer is not None:
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise KeyboardInterrupt("simulated kill")
+        return real(ctx, data, optimizer, *args, **kwargs)
+
+    monkeypatch.setattr(training, "run_epoch", killed_in_epoch_three)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(params, tiny_shards, tmp_path / "models", tmp_path / "live", progress=False)
+    assert torch.load(tmp_path / "models" / "last.pt", weights_only=True)["state"]["epoch"] == 2
+    monkeypatch.setattr(training, "run_epoch", real)
+    resumed = training.train(params, tiny_shards, tmp_path / "models", tmp_path / "live", progress=False)
+    out, uninterrupted = trained
+    assert resumed == uninterrupted
+    a = torch.load(tmp_path / "models" / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(out / "models" / "model.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    history = pd.read_csv(tmp_path / "live" / "plots" / "metrics" / "val" / "mean_accuracy.tsv", sep="\t")
+    assert history["step"].tolist() == [0, 1, 2]
+
+
+def test_changed_params_start_over_instead_of_resuming(tiny_shards, trained, tmp_path):
+    out, _ = trained
+    models_dir = tmp_path / "models"
+    models_dir.mkdir()
+    (models_dir / "last.pt").write_bytes((out / "models" / "last.pt").read_bytes())
+    result = training.train(tiny_params(train={"epochs": 1}, optimizer={"lr": 0.001}), tiny_shards, models_dir,
+                            tmp_path / "live", progress=False)
+    assert result["epochs"] == 1
+
+
+def test_non_finite_loss_stops_with_a_clear_message(tiny_shards, tmp_path, monkeypatch):
+    monkeypatch.setattr(AttributeLoss, "forward", lambda self, logits, y: (logits * float("nan")).mean())
+    with pytest.raises(FloatingPointError, match=r"non-finite loss \(nan\) in epoch 1/2, batch 0: lower optimizer.lr"):
+        training.train(tiny_params(), tiny_shards, tmp_path / "m", tmp_path / "l", progress=False)
+
+
+def test_evaluation_measures_and_thresholds(trained, tiny_shards, synthetic_raw):
+    from faceattrs import synthetic
+
+    out, _ = trained
+    results = evaluation.evaluate(out / "models" / "model.pt", tiny_shards, EvaluateParams(), synthetic.read_truth(synthetic_raw))
+    summary = evaluation.metrics_json(results)
+    assert 0 < summary["test"]["mean_accuracy"] <= 1 and 0 < summary["test"]["majority_baseline"] <= 1
+    assert summary["test"]["noise_ceiling_drawn"] > 0.9
+    assert summary["val"]["mean_accuracy"] >= evaluation.metrics_json(
+        evaluation.evaluate(out / "models" / "model.pt", tiny_shards, EvaluateParams(thresholds="fixed")))["val"]["mean_accuracy"]
+    table = evaluation.per_attribute_table(results)
+    assert list(table["attribute"]) == list(ATTRIBUTES) and not table["drawn"][ATTRIBUTES.index("Attractive")]
+
+
+def test_derived_target_trains_and_evaluates_with_the_fair_score(tiny_shards, tmp_path):
+    params = tiny_params(target={"expression": "Blond_Hair ^ Eyeglasses"}, train={"epochs": 1},
+                         model={"head": "mlp", "head_hidden": 16})
+    training.train(params, tiny_shards, tmp_path / "models", tmp_path / "live", progress=False)
+    results = evaluation.evaluate(tmp_path / "models" / "model.pt", tiny_shards, EvaluateParams())
+    assert results["targets"] == ["Blond_Hair^Eyeglasses"]
+    summary = evaluation.metrics_json(results)
+    assert -1 <= summary["test"]["gender_fair_score"] <= 1
+    frame = pd.read_parquet(next(tiny_shards.glob("test-*.parquet")), columns=["Blond_Hair", "Eyeglasses"])
+    assert results["test"]["positive_rate"][0] == pytest.approx((frame["Blond_Hair"] ^ frame["Eyeglasses"]).mean())
+
+
+def test_predictions_read_back_with_the_celeba_reader(trained, tiny_shards, tmp_path):
+    out, _ = trained
+    predictor = Predictor(out / "models" / "model.pt")
+    index, logits = prediction.predict_paths(predictor, [tiny_shards])
+    frame = prediction.predictions_frame(index, logits, predictor.targets, np.zeros(40))
+    paths = prediction.write_predictions(frame, predictor.targets, tmp_path)
+    back = celeba.read_attributes(paths["celeba"])
+    assert list(back.index) == list(index) and (back.to_numpy() == (logits > 0)).all()
+    csv = pd.read_csv(paths["csv"], index_col="image_id")
+    assert (csv[list(ATTRIBUTES)].to_numpy() == back.to_numpy()).all()
+    assert ((csv["p_Smiling"] > 0.5) == (csv["Smiling"] == 1)).all()
+
+
+def test_photo_scores_equal_shard_scores(trained, tiny_shards, synthetic_raw):
+    """A raw photo goes through the same crop, resize and encoding as the shards it was trained on."""
+    out, _ = trained
+    predictor = Predictor(out / "models" / "model.pt")
+    _, _, frame = evaluation.split_logits(predictor, tiny_shards, "test")
+    names = list(frame.index[:5])
+    from_shards = evaluation.split_logits(predictor, tiny_shards, "test")[0][:5]
+    from_photos = predictor.logits_for_photos([synthetic_raw / "img_align_celeba" / n for n in names])
+    assert np.allclose(from_shards, from_photos, atol=1e-4)
+
+
+def test_cli_prints_a_table_for_one_photo_and_files_for_many(trained, synthetic_raw, tmp_path):
+    out, _ = trained
+    image = synthetic_raw / "img_align_celeba" / "000001.jpg"
+    one = subprocess.run([sys.executable, "-m", "faceattrs.cli", "predict", str(image), "--model", str(out / "models/model.pt"),
+                          "--thresholds", str(tmp_path / "none.json")], capture_output=True, text=True, cwd=REPO)
+    assert one.returncode == 0, one.stderr
+    assert one.stdout.splitlines()[0] == "000001.jpg" and "Eyeglasses" in one.stdout
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("000001.jpg", "000002.jpg", "000003.jpg"):
+        (folder / name).write_bytes((synthetic_raw / "img_align_celeba" / name).read_bytes())
+    many = subprocess.run([sys.executable, "-m", "faceattrs.cli", "predict", str(folder), "--model", str(out / "models/model.pt"),
+                           "--out", str(tmp_path / "pred")], capture_output=True, text=True, cwd=REPO)
+    assert many.returncode == 0, many.stderr
+    assert len(celeba.read_attributes(tmp_path / "pred" / "predictions_attr.txt")) == 3
+    missing = subprocess.run([sys.executable, "-m", "faceattrs.cli", "predict", str(folder), "--model", str(tmp_path / "no.pt")],
+                             capture_output=True, text=True, cwd=REPO)
+    assert missing.returncode == 1 and "no checkpoint there; run the train stage first" in missing.stderr
+
+
+def test_predictor_refuses_a_checkpoint_of_another_model(trained, tmp_path):
+    out, _ = trained
+    ckpt = torch.load(out / "models" / "model.pt", weights_only=True)
+    ckpt["signature"]["backbone"] = "resnet50"
+    torch.save(ckpt, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="backbone: checkpoint has 'resnet50', params ask for 'resnet10t'"):
+        Predictor(tmp_path / "other.pt")
+    torch.save({"state_dict": ckpt["state_dict"]}, tmp_path / "bare.pt")
+    with pytest.raises(ValueError, match="not a final model.pt"):
+        Predictor(tmp_path / "bare.pt")
+    models.load_checkpoint(out / "models" / "model.pt")
