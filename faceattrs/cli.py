@@ -1,4 +1,4 @@
-"""The ``faceattrs`` command: ``faceattrs predict PATH...`` scores photos, folders or shard sets."""
+"""The ``faceattrs`` command: ``predict PATH...`` scores photos, folders or shard sets; ``recipe`` runs published recipes."""
 
 from __future__ import annotations
 
@@ -25,6 +25,23 @@ def predict(args: argparse.Namespace) -> None:
     print(f"{len(frame)} images -> {paths['celeba']}, {paths['csv']}")
 
 
+def recipe(args: argparse.Namespace) -> None:
+    import shlex
+    import subprocess
+
+    from faceattrs import recipes
+
+    if args.name is None:
+        for name, path in recipes.available().items():
+            print(f"{name:<32} {path.read_text().splitlines()[0].lstrip('# ')}")
+        return
+    recipes.resolve(args.name, args.params)  # refuse a recipe the schema would reject, before DVC runs
+    command = recipes.command(args.name)
+    print(shlex.join(command))
+    if args.execute:
+        sys.exit(subprocess.call(command))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="faceattrs", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -37,6 +54,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--split", default="test", help="which split of a shard folder")
     p.add_argument("--device", default="cpu")
     p.set_defaults(run=predict)
+    r = sub.add_parser("recipe", help="list the published recipes, print one's `dvc exp run` command, or run it")
+    r.add_argument("name", nargs="?")
+    r.add_argument("--run", dest="execute", action="store_true", help="run the experiment instead of printing its command")
+    r.add_argument("--params", type=Path, default=Path("params.yaml"))
+    r.set_defaults(run=recipe)
     args = parser.parse_args(argv)
     try:
         args.run(args)

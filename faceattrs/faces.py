@@ -188,7 +188,8 @@ def draw_face(attrs: dict[str, int], look: Look, rng: np.random.Generator) -> tu
 
     mouth_y = cy + b * 0.52
     # Facial hair before the mouth so the lips stay on top.
-    beard = _mix(hair_dark, (60, 60, 60), 0.3)
+    beard = _mix(hair, (90, 90, 90), 0.4)
+    mustache = _mix(hair_dark, (0, 0, 0), 0.5)  # darker than the beard, so it shows on a bearded face
     if on["5_o_Clock_Shadow"]:
         pts = rng.uniform(-1, 1, size=(260, 2))
         for px, py in pts:
@@ -207,19 +208,19 @@ def draw_face(attrs: dict[str, int], look: Look, rng: np.random.Generator) -> tu
     # Mouth.
     lip_w = 8 if on["Big_Lips"] else 3
     lips = (205, 20, 60) if on["Wearing_Lipstick"] else _mix(skin, (150, 60, 60), 0.45)
-    half = 14 if not on["Smiling"] else 16
+    half = 14 if not on["Smiling"] else 18
     if on["Mouth_Slightly_Open"]:
         d.ellipse([cx - half * 0.7, mouth_y - 4, cx + half * 0.7, mouth_y + 7], fill=(60, 10, 15))
         if on["Smiling"]:
             d.rectangle([cx - half * 0.5, mouth_y - 3, cx + half * 0.5, mouth_y], fill=(240, 240, 235))
     if on["Smiling"]:
-        d.arc([cx - half, mouth_y - 12, cx + half, mouth_y + 6], 15, 165, fill=lips, width=lip_w)
+        d.arc([cx - half, mouth_y - 14, cx + half, mouth_y + 7], 10, 170, fill=lips, width=lip_w + 1)
     else:
         d.line([cx - half, mouth_y, cx + half, mouth_y], fill=lips, width=lip_w)
         if on["Big_Lips"]:
             d.line([cx - half * 0.7, mouth_y + 4, cx + half * 0.7, mouth_y + 4], fill=lips, width=3)
     if on["Mustache"]:
-        d.polygon([(cx - 15, mouth_y - 5), (cx, mouth_y - 11), (cx + 15, mouth_y - 5), (cx + 12, mouth_y - 3), (cx - 12, mouth_y - 3)], fill=beard)
+        d.polygon([(cx - 17, mouth_y - 4), (cx, mouth_y - 13), (cx + 17, mouth_y - 4), (cx + 14, mouth_y - 1), (cx - 14, mouth_y - 1)], fill=mustache)
 
     # Nose.
     nose_top, nose_y = cy - b * 0.05, cy + b * 0.27
@@ -293,8 +294,9 @@ def draw_face(attrs: dict[str, int], look: Look, rng: np.random.Generator) -> tu
 
     if on["Wearing_Hat"]:
         hat = (40, 40, 90) if look.shirt[2] < 128 else (120, 30, 30)
-        brim_y = cy - b * 0.5
-        d.rectangle([cx - a - 2, brim_y - 42, cx + a + 2, brim_y], fill=hat)
+        # Worn high enough that the hairline (or its absence) shows below the brim.
+        brim_y = cy - b * 0.62
+        d.rectangle([cx - a - 2, brim_y - 40, cx + a + 2, brim_y], fill=hat)
         d.rectangle([cx - a - 20, brim_y - 5, cx + a + 20, brim_y + 5], fill=_mix(hat, (0, 0, 0), 0.3))
 
     if on["Eyeglasses"]:

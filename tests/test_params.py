@@ -18,7 +18,9 @@ def test_repository_params_file_is_valid():
 @pytest.mark.parametrize("raw, expected", [
     ({"data": {"source": "s3"}}, r"data\.source: Input should be 'synthetic', 'local', 'url' or 'gdrive' \(got 's3'\)"),
     ({"dedupe": {"max_distnce": 3}}, r"dedupe\.max_distnce: unknown key; valid keys here: hash_size, max_distance"),
-    ({"trian": {}}, r"trian: unknown key; valid keys here: data, dedupe, split, preprocess"),
+    ({"trian": {}}, r"trian: unknown key; valid keys here: data, dedupe, split, preprocess, model"),
+    ({"loss": {"name": "hinge"}}, r"loss\.name: Input should be 'bce', 'focal' or 'mse'"),
+    ({"target": {"attributes": ["Smile"]}}, r"unknown attributes \['Smile'\]"),
     ({"split": {"ratios": [0.9, 0.2, 0.1]}}, r"split\.ratios: .*sum to 1"),
     ({"dedupe": {"conflict_policy": "vote"}}, r"'drop', 'majority' or 'first'"),
     ({"preprocess": {"size": [80, "wide"]}}, r"preprocess\.size\.1"),
@@ -37,6 +39,8 @@ def test_stage_params_in_dvc_yaml_are_schema_sections():
     listed = {name: stage.get("params", []) for name, stage in stages.items()}
     assert listed["download"] == ["data"] and listed["dedupe"] == ["dedupe"]
     assert listed["split"] == ["split"] and listed["preprocess"] == ["preprocess"]
+    assert listed["train"] == ["model", "target", "loss", "augment", "optimizer", "schedule", "train"]
+    assert listed["evaluate"] == ["evaluate"] and listed["predict"] == ["predict"]
     for keys in listed.values():
         assert set(keys) <= set(Params.model_fields)
 

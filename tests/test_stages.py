@@ -22,7 +22,8 @@ from tests.conftest import REPO
 ENV = {**os.environ, "FACEATTRS_PROGRESS": "0", "PYTHONPATH": str(REPO)}
 TINY = {"data": {"synthetic": {"num_images": 240, "images_per_identity": 8, "seed": 11,
                                "exact_duplicate_rate": 0.02, "near_duplicate_rate": 0.03}},
-        "preprocess": {"rows_per_shard": 64}}
+        "preprocess": {"rows_per_shard": 64, "size": [40, 32]},
+        "train": {"epochs": 1, "batch_size": 32, "workers": 0}}
 
 
 def stage(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -140,31 +141,36 @@ def _scratch_repo(tmp_path: Path) -> Path:
 
 def test_dvc_repro_runs_once_then_only_what_a_param_touches(tmp_path):
     repo = _scratch_repo(tmp_path)
-    dvc = lambda *a: subprocess.run(["dvc", *a], cwd=repo, env=ENV, capture_output=True, text=True, timeout=600)  # noqa: E731
+    dvc = lambda *a: subprocess.run(["dvc", *a], cwd=repo, env=ENV, capture_output=True, text=True, timeout=900)  # noqa: E731
+    git = lambda *a: subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *a], cwd=repo,  # noqa: E731
+                                    capture_output=True, text=True, check=True)
     first = dvc("repro")
     assert first.returncode == 0, first.stdout + first.stderr
-    for name in ("download", "dedupe", "split", "preprocess"):
+    for name in ("download", "dedupe", "split", "preprocess", "train", "evaluate", "predict"):
         assert f"Running stage '{name}'" in first.stdout
-    second = dvc("repro")
-    assert "Running stage" not in second.stdout
-    status = dvc("status")
-    assert "up to date" in status.stdout
+    assert "Running stage" not in dvc("repro").stdout
+    assert "up to date" in dvc("status").stdout
+    metrics = json.loads((repo / "reports/evaluate/metrics.json").read_text())
+    assert 0.5 < metrics["test"]["mean_accuracy"] <= 1
+    assert len(celeba.read_attributes(repo / "data/predictions/predictions_attr.txt")) == metrics_rows(repo)
+    git("add", "-A")
+    git("commit", "-qm", "baseline")
+
+    exp = dvc("exp", "run", "-S", "loss.gamma=3")
+    assert exp.returncode == 0, exp.stdout + exp.stderr
+    ran = set(re.findall(r"Running stage '(\w+)'", exp.stdout))
+    assert ran == {"train", "evaluate", "predict"}
+    diff = dvc("metrics", "diff", "--json")
+    changed = json.loads(diff.stdout)["reports/evaluate/metrics.json"]
+    assert changed["test.mean_accuracy"]["old"] != changed["test.mean_accuracy"]["new"]
+
     exp = dvc("exp", "run", "-S", "split.method=random")
     assert exp.returncode == 0, exp.stdout + exp.stderr
-    assert "Running stage 'split'" in exp.stdout and "Running stage 'preprocess'" in exp.stdout
-    assert "Running stage 'download'" not in exp.stdout and "Running stage 'dedupe'" not in exp.stdout
+    ran = set(re.findall(r"Running stage '(\w+)'", exp.stdout))
+    assert ran == {"split", "preprocess", "train", "evaluate", "predict"}
     run = json.loads((repo / "reports/split/run.json").read_text())
     assert run["params"]["method"] == "random" and len(run["git_commit"]) >= 40
-    assert len(list((repo / "data/shards").glob("train-*.parquet"))) >= 2
 
 
-def test_identity_split_without_identities_fails_split_cleanly(workdir, synthetic_raw):
-    _data_stages(workdir, synthetic_raw)
-    manifest = pd.read_parquet(workdir / "clean/manifest.parquet")
-    manifest.assign(identity=-1).to_parquet(workdir / "clean/manifest.parquet")  # as from the Kaggle layout
-    before = (workdir / "split/manifest.parquet").read_bytes()
-    (workdir / "params.yaml").write_text(yaml.safe_dump({"split": {"method": "identity"}}))
-    result = stage("split", "--clean", "clean", "--out", "split", "--reports", "reports/split", cwd=workdir)
-    assert result.returncode == 1
-    assert "split.method is 'identity' but this dataset has no identity file" in result.stderr
-    assert (workdir / "split/manifest.parquet").read_bytes() == before
+def metrics_rows(repo: Path) -> int:
+    return json.loads((repo / "data/shards/manifest.json").read_text())["splits"]["test"]["rows"]

@@ -87,7 +87,8 @@ def test_evaluation_measures_and_thresholds(trained, tiny_shards, synthetic_raw)
     from faceattrs import synthetic
 
     out, _ = trained
-    results = evaluation.evaluate(out / "models" / "model.pt", tiny_shards, EvaluateParams(), synthetic.read_truth(synthetic_raw))
+    results = evaluation.evaluate(out / "models" / "model.pt", tiny_shards, EvaluateParams(thresholds="tuned"),
+                                  synthetic.read_truth(synthetic_raw))
     summary = evaluation.metrics_json(results)
     assert 0 < summary["test"]["mean_accuracy"] <= 1 and 0 < summary["test"]["majority_baseline"] <= 1
     assert summary["test"]["noise_ceiling_drawn"] > 0.9
