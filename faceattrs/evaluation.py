@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +24,6 @@ def split_logits(predictor: Predictor, shard_dir: Path, split: str, batch_size: 
     for images, _, _ in loader(data, batch_size, False, 0, 0, workers):
         out.append(predictor.logits(images))
     return np.concatenate(out), data.targets.numpy(), data.frame
-
-
-def summarize(split: dict) -> dict:
-    return {k: round(float(np.mean(split[k])), 5) for k in ("accuracy", "balanced_accuracy", "f1", "majority_baseline")}
 
 
 def evaluate(model_file: Path, shard_dir: Path, params: EvaluateParams, truth: dict | None = None) -> dict:
@@ -61,7 +58,6 @@ def evaluate(model_file: Path, shard_dir: Path, params: EvaluateParams, truth: d
 
 
 def _names_in(expression: str) -> list[str]:
-    import ast
     return [n.id for n in ast.walk(ast.parse(expression, mode="eval")) if isinstance(n, ast.Name)]
 
 

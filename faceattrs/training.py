@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,11 +37,21 @@ def resolve_device(choice: str) -> torch.device:
     return torch.device(choice)
 
 
+def code_digest() -> str:
+    """A hash of the code that shapes training: a fix to any of it must not resume an old run."""
+    digest = hashlib.sha256()
+    for module in (augment, models, optim, targets_mod, sys.modules[__name__], sys.modules["faceattrs.losses"],
+                   sys.modules["faceattrs.loader"]):
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()
+
+
 def fingerprint(params: Params, shard_dir: Path) -> str:
-    """What a checkpoint must have been trained with to be resumed: the train params and the shards."""
+    """What a checkpoint must have been made with to be resumed: the train params, the shards and the code."""
     sections = {k: params.model_dump(mode="json")[k] for k in TRAIN_SECTIONS}
     manifest = (shard_dir / "manifest.json").read_bytes() if (shard_dir / "manifest.json").exists() else b""
-    return hashlib.sha256(json.dumps(sections, sort_keys=True).encode() + hashlib.sha256(manifest).digest()).hexdigest()
+    return hashlib.sha256(json.dumps(sections, sort_keys=True).encode() + hashlib.sha256(manifest).digest()
+                          + code_digest().encode()).hexdigest()
 
 
 @dataclass
@@ -165,9 +176,8 @@ def train(params: Params, shard_dir: Path, out_dir: Path, live_dir: Path, progre
     if not resumed:
         for stale in ("last.pt", "best.pt"):
             (out_dir / stale).unlink(missing_ok=True)
-    compiled = torch.compile(ctx.model) if tp.compile else None
-    if compiled is not None:
-        ctx.model = compiled
+    if tp.compile:
+        ctx.model = torch.compile(ctx.model)
 
     with Live(str(live_dir), dvcyaml=False, resume=resumed, save_dvc_exp=False) as live:
         for epoch in range(state["epoch"], tp.epochs):

@@ -202,3 +202,15 @@ def test_per_target_measures_and_fair_score_by_hand():
     fair = metrics.group_fair(np.array([[2.0], [1.0], [-2.0], [1.0]]), labels, np.zeros(1), group)
     assert fair["accuracy_group"][0] == 1.0 and fair["accuracy_other"][0] == 0.5
     assert fair["fair_score"][0] == pytest.approx(0.75 - 0.5)
+
+
+def test_asking_for_cuda_without_one_is_a_clear_error():
+    from faceattrs.training import resolve_device
+
+    assert resolve_device("cpu").type == "cpu"
+    if torch.cuda.is_available():
+        assert resolve_device("auto").type == "cuda"
+    else:
+        assert resolve_device("auto").type == "cpu"
+        with pytest.raises(RuntimeError, match="train.device is 'cuda' but no CUDA device is available"):
+            resolve_device("cuda")

@@ -165,3 +165,34 @@ def test_predictor_refuses_a_checkpoint_of_another_model(trained, tmp_path):
     with pytest.raises(ValueError, match="not a final model.pt"):
         Predictor(tmp_path / "bare.pt")
     models.load_checkpoint(out / "models" / "model.pt")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_training_on_the_gpu_with_bf16_and_channels_last(tiny_shards, tmp_path):
+    result = training.train(tiny_params(train={"epochs": 1, "device": "cuda"}), tiny_shards, tmp_path / "m", tmp_path / "l",
+                            progress=False)
+    assert 0 < result["best_val_mean_accuracy"] <= 1
+    assert Predictor(tmp_path / "m" / "model.pt", "cuda").logits(torch.zeros(2, 3, 40, 32, dtype=torch.uint8)).shape == (2, 40)
+
+
+def test_early_stopping_stops_when_val_accuracy_stalls(tiny_shards, tmp_path):
+    # A learning rate too small to move the weights: val accuracy never improves after epoch 1.
+    params = tiny_params(train={"epochs": 5, "early_stopping": 1}, optimizer={"lr": 1e-12}, schedule={"name": "none"})
+    result = training.train(params, tiny_shards, tmp_path / "m", tmp_path / "l", progress=False)
+    assert result["epochs"] == 2 and result["best_epoch"] == 1
+
+
+def test_changed_training_code_starts_over(tiny_shards, trained, tmp_path, monkeypatch):
+    out, _ = trained
+    models_dir = tmp_path / "models"
+    models_dir.mkdir()
+    (models_dir / "last.pt").write_bytes((out / "models" / "last.pt").read_bytes())
+    params = tiny_params(train={"epochs": 3})
+    assert torch.load(models_dir / "last.pt", weights_only=True)["fingerprint"] == training.fingerprint(params, tiny_shards)
+    monkeypatch.setattr(training, "code_digest", lambda: "a fixed loss function")
+    ran = []
+    real = training.run_epoch
+    monkeypatch.setattr(training, "run_epoch", lambda *a, **k: ran.append(1) or real(*a, **k))
+    training.train(params, tiny_shards, models_dir, tmp_path / "live", progress=False)
+    assert len(ran) == 6  # three epochs of training and validation, not a resumed no-op
