@@ -16,10 +16,11 @@ from faceattrs.predictor import Predictor
 from faceattrs.targets import Targets
 
 
-def split_logits(predictor: Predictor, shard_dir: Path, split: str, batch_size: int = 128, workers: int = 0):
-    """Logits, target labels and the full label frame (all 40 attributes) of one split, in shard order."""
+def split_logits(predictor: Predictor, shard_dir: Path, split: str, batch_size: int = 128, workers: int = 0,
+                 paths: list[Path] | None = None):
+    """Logits, target labels and the full label frame (all 40 attributes) of one split (or shard files), in order."""
     target = Targets(predictor.targets, predictor.expression)
-    data = ShardDataset(shard_dir, split, target)
+    data = ShardDataset(shard_dir, split, target, paths)
     out = [np.zeros((0, len(predictor.targets)))]
     for images, _, _ in loader(data, batch_size, False, 0, 0, workers):
         out.append(predictor.logits(images))

@@ -22,10 +22,10 @@ from faceattrs.targets import Targets
 
 
 class ShardDataset(Dataset):
-    """One split's shards, memory-mapped; items are (uint8 CHW image, int8 targets, row index)."""
+    """One split's shards (or the given shard files), memory-mapped; items are (uint8 CHW image, int8 targets, row index)."""
 
-    def __init__(self, shard_dir: Path, split: str, targets: Targets):
-        paths = shards.shard_paths(shard_dir, split)
+    def __init__(self, shard_dir: Path, split: str, targets: Targets, paths: list[Path] | None = None):
+        paths = paths or shards.shard_paths(shard_dir, split)
         if not paths:
             raise FileNotFoundError(f"{shard_dir}: no shards for split {split!r}; run the preprocess stage")
         self.spec = shards.read_spec(paths[0])

@@ -49,8 +49,7 @@ def predict_paths(predictor: Predictor, paths: list[Path], split: str = "test") 
     for path in paths:
         if is_shard_set(path):
             folder = path if path.is_dir() else path.parent
-            part = split if path.is_dir() else path.name.split("-")[0]
-            z, _, frame = split_logits(predictor, folder, part)
+            z, _, frame = split_logits(predictor, folder, split, paths=None if path.is_dir() else [path])
             names += list(frame.index)
             logits.append(z)
         else:

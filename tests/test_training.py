@@ -118,6 +118,9 @@ def test_predictions_read_back_with_the_celeba_reader(trained, tiny_shards, tmp_
     paths = prediction.write_predictions(frame, predictor.targets, tmp_path)
     back = celeba.read_attributes(paths["celeba"])
     assert list(back.index) == list(index) and (back.to_numpy() == (logits > 0)).all()
+    one_file = sorted(tiny_shards.glob("train-*.parquet"))[-1]
+    index_one, _ = prediction.predict_paths(predictor, [one_file])
+    assert list(index_one) == list(pd.read_parquet(one_file, columns=["image_id"])["image_id"])
     csv = pd.read_csv(paths["csv"], index_col="image_id")
     assert (csv[list(ATTRIBUTES)].to_numpy() == back.to_numpy()).all()
     assert ((csv["p_Smiling"] > 0.5) == (csv["Smiling"] == 1)).all()
@@ -127,9 +130,9 @@ def test_photo_scores_equal_shard_scores(trained, tiny_shards, synthetic_raw):
     """A raw photo goes through the same crop, resize and encoding as the shards it was trained on."""
     out, _ = trained
     predictor = Predictor(out / "models" / "model.pt")
-    _, _, frame = evaluation.split_logits(predictor, tiny_shards, "test")
+    logits, _, frame = evaluation.split_logits(predictor, tiny_shards, "test")
     names = list(frame.index[:5])
-    from_shards = evaluation.split_logits(predictor, tiny_shards, "test")[0][:5]
+    from_shards = logits[:5]
     from_photos = predictor.logits_for_photos([synthetic_raw / "img_align_celeba" / n for n in names])
     assert np.allclose(from_shards, from_photos, atol=1e-4)
 
