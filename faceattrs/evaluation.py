@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import numpy as np
@@ -52,14 +51,9 @@ def evaluate(model_file: Path, shard_dir: Path, params: EvaluateParams, truth: d
         # A perfect predictor of the clean labels scores this against the noisy published ones.
         results["noise_ceiling"] = (target.labels(clean) == labels["test"]).mean(axis=0)
         drawn = set(truth["drawn_attributes"])
-        results["drawn"] = np.array([name in drawn if target.expression is None
-                                     else all(a in drawn for a in _names_in(target.expression))
+        results["drawn"] = np.array([name in drawn if target.expression is None else set(target.attributes) <= drawn
                                      for name in predictor.targets])
     return results
-
-
-def _names_in(expression: str) -> list[str]:
-    return [n.id for n in ast.walk(ast.parse(expression, mode="eval")) if isinstance(n, ast.Name)]
 
 
 def metrics_json(results: dict) -> dict:

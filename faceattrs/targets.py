@@ -27,6 +27,14 @@ class Targets:
             return frame[list(self.names)].to_numpy(np.int8)
         return _evaluate(ast.parse(self.expression, mode="eval").body, frame).astype(np.int8)[:, None]
 
+    @property
+    def attributes(self) -> tuple[str, ...]:
+        """The published attributes the targets are made of."""
+        if self.expression is None:
+            return self.names
+        tree = ast.parse(self.expression, mode="eval")
+        return tuple(sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}))
+
     def positive_rates(self, frame: pd.DataFrame | None = None) -> np.ndarray:
         """Positive rate per target: from ``frame`` when given, else CelebA's published rates."""
         if frame is not None:

@@ -46,9 +46,15 @@ def code_digest() -> str:
     return digest.hexdigest()
 
 
+def train_params(params: Params) -> dict:
+    """The params sections training reads, as plain values."""
+    dumped = params.model_dump(mode="json")
+    return {k: dumped[k] for k in TRAIN_SECTIONS}
+
+
 def fingerprint(params: Params, shard_dir: Path) -> str:
     """What a checkpoint must have been made with to be resumed: the train params, the shards and the code."""
-    sections = {k: params.model_dump(mode="json")[k] for k in TRAIN_SECTIONS}
+    sections = train_params(params)
     manifest = (shard_dir / "manifest.json").read_bytes() if (shard_dir / "manifest.json").exists() else b""
     return hashlib.sha256(json.dumps(sections, sort_keys=True).encode() + hashlib.sha256(manifest).digest()
                           + code_digest().encode()).hexdigest()
@@ -88,14 +94,13 @@ def model_step(ctx: Context, images: torch.Tensor, labels: torch.Tensor, train: 
 
 def run_epoch(ctx: Context, data, optimizer=None, schedule=None, desc: str = "", progress: bool = True,
               limit: int = 0) -> dict:
-    """One pass; trains when an optimizer is given. Returns loss, mean accuracy and the raw outputs."""
+    """One pass; trains when an optimizer is given. Returns loss, per-target and mean accuracy."""
     train = optimizer is not None
     ctx.model.train(train)
     total_loss, count, correct = 0.0, 0, None
-    logits_all, rows_all = [], []
     bar = tqdm(data, desc=desc, unit="batch", leave=False, disable=not progress)
     with torch.set_grad_enabled(train):
-        for batch_index, (images, labels, rows) in enumerate(bar):
+        for batch_index, (images, labels, _) in enumerate(bar):
             if limit and batch_index >= limit:
                 break
             loss, logits = model_step(ctx, images, labels, train)
@@ -111,17 +116,10 @@ def run_epoch(ctx: Context, data, optimizer=None, schedule=None, desc: str = "",
             correct = hits if correct is None else correct + hits
             total_loss += loss.item() * len(labels)
             count += len(labels)
-            if not train:
-                logits_all.append(logits.cpu())
-                rows_all.append(rows)
             bar.set_postfix(loss=f"{total_loss / count:.4f}")
     accuracy = (correct.double() / max(count, 1)).numpy() if correct is not None else np.zeros(0)
-    out = {"loss": total_loss / max(count, 1), "mean_accuracy": float(accuracy.mean()) if accuracy.size else 0.0,
-           "accuracy": accuracy}
-    if not train:
-        out["logits"] = torch.cat(logits_all).numpy() if logits_all else np.zeros((0, 0))
-        out["rows"] = torch.cat(rows_all).numpy() if rows_all else np.zeros(0, dtype=int)
-    return out
+    return {"loss": total_loss / max(count, 1), "mean_accuracy": float(accuracy.mean()) if accuracy.size else 0.0,
+            "accuracy": accuracy}
 
 
 def _seed_epoch(seed: int, epoch: int, device: torch.device) -> torch.Generator:
@@ -141,7 +139,7 @@ def build(params: Params, positive_rates: np.ndarray, device: torch.device, n_ou
 
 
 def train(params: Params, shard_dir: Path, out_dir: Path, live_dir: Path, progress: bool = True) -> dict:
-    """Train, resuming from ``out_dir/last.pt`` when it was made with the same params and shards."""
+    """Train, resuming from ``out_dir/last.pt`` when it was made with the same params, shards and code."""
     from dvclive import Live
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -222,7 +220,7 @@ def train(params: Params, shard_dir: Path, out_dir: Path, live_dir: Path, progre
         "input_size": list(params.model.input_size) if params.model.input_size else None,
         "model_params": params.model.model_dump(mode="json"),
         "positive_rates": [float(r) for r in rates],
-        "provenance": json.dumps(provenance({k: params.model_dump(mode="json")[k] for k in TRAIN_SECTIONS})),
+        "provenance": json.dumps(provenance(train_params(params))),
     })
     return {"epochs": state["epoch"], "best_epoch": state["best_epoch"], "best_val_mean_accuracy": state["best"]}
 

@@ -214,3 +214,8 @@ def test_asking_for_cuda_without_one_is_a_clear_error():
         assert resolve_device("auto").type == "cpu"
         with pytest.raises(RuntimeError, match="train.device is 'cuda' but no CUDA device is available"):
             resolve_device("cuda")
+
+
+def test_targets_name_the_attributes_they_are_made_of():
+    assert targets.from_params(None, "Blond_Hair ^ (Eyeglasses & ~Male)").attributes == ("Blond_Hair", "Eyeglasses", "Male")
+    assert targets.from_params(["Smiling", "Bald"], None).attributes == ("Smiling", "Bald")
