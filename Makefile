@@ -6,16 +6,42 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 PYTHON ?= python3
 INSTALL = $(PYTHON) -m pip install -q -e ".[test]"
 
-.PHONY: install repro test test-all
+.PHONY: install browser repro test test-all prefect-server flow sweep bench
 
 install:
 	$(INSTALL)
 
+# The page tests render in headless Chromium; Debian's package, where it can be installed.
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    { apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; }; } || \
+	  echo "chromium is not installed and could not be: the browser tests will skip"
+
 repro: install
 	dvc repro
 
-test: install
+test: install browser
 	$(PYTHON) -m pytest
 
-test-all: install
+test-all: install browser
 	$(PYTHON) -m pytest -m ""
+
+# Prefect: this project's server on 127.0.0.1 (state in .prefect/), the pipeline flow, a sweep.
+prefect-server: install
+	$(PYTHON) -m flows server
+
+flow: install
+	$(PYTHON) -m flows pipeline $(ARGS)
+
+GRID ?= -g loss.gamma=[0,1,2,3] -g augment.mixup_alpha=[0,0.2]
+sweep: install
+	$(PYTHON) -m flows sweep $(GRID)
+
+# The benchmarks of bench/RESULTS.md (full_scale.py takes about half an hour here).
+bench: install
+	$(PYTHON) -m pip install -q -e ".[bench]"
+	$(PYTHON) bench/hashing.py
+	$(PYTHON) bench/preprocess.py
+	$(PYTHON) bench/loader.py
+	$(PYTHON) bench/full_scale.py

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from faceattrs import celeba, dedupe, synthetic
+from faceattrs.archive import ImageArchive
 from faceattrs.celeba import ATTRIBUTES
 from faceattrs.params import DedupeParams
 
@@ -36,7 +37,7 @@ def load_raw(raw: Path) -> pd.DataFrame:
 
 def clean(raw: Path, params: DedupeParams, workers: int = 0, progress: bool = True) -> Cleaning:
     data = load_raw(raw)
-    hashes = dedupe.hash_images(raw / celeba.IMAGE_DIR, list(data.index), params.hash_size, workers, progress)
+    hashes = dedupe.hash_images(ImageArchive.of(raw), list(data.index), params.hash_size, workers, progress)
     groups = dedupe.group_duplicates(hashes, params.max_distance, params.max_thumbnail_difference)
     table, relabel = dedupe.resolve_groups(groups, data[list(ATTRIBUTES)],
                                            data["identity"] if (data["identity"] >= 0).all() else None,

@@ -46,6 +46,10 @@ def evaluate(model_file: Path, shard_dir: Path, params: EvaluateParams, truth: d
                               for k, name in enumerate(predictor.targets)
                               if name in params.curves_for or len(predictor.targets) == 1}
         results[split] = measures
+    predicted = logits["test"] > thresholds
+    results["confusion"] = {name: pd.DataFrame({"actual": np.where(labels["test"][:, k] == 1, "yes", "no"),
+                                                "predicted": np.where(predicted[:, k], "yes", "no")})
+                            for k, name in enumerate(predictor.targets) if name in results["test"]["curves"]}
     if truth is not None:
         clean = synthetic.clean_labels(truth).loc[frames["test"].index]
         # A perfect predictor of the clean labels scores this against the noisy published ones.

@@ -7,14 +7,12 @@ happen there (``faceattrs.augment``).
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from faceattrs import shards
@@ -22,9 +20,14 @@ from faceattrs.targets import Targets
 
 
 class ShardDataset(Dataset):
-    """One split's shards (or the given shard files), memory-mapped; items are (uint8 CHW image, int8 targets, row index)."""
+    """One split's shards (or the given shard files), memory-mapped; items are (uint8 CHW image, int8 targets, row index).
 
-    def __init__(self, shard_dir: Path, split: str, targets: Targets, paths: list[Path] | None = None):
+    With ``encoded``, items carry the stored JPEG bytes instead of pixels, for decoding
+    a whole batch on the training device (``decode_batch``).
+    """
+
+    def __init__(self, shard_dir: Path, split: str, targets: Targets, paths: list[Path] | None = None,
+                 encoded: bool = False):
         paths = paths or shards.shard_paths(shard_dir, split)
         if not paths:
             raise FileNotFoundError(f"{shard_dir}: no shards for split {split!r}; run the preprocess stage")
@@ -36,20 +39,32 @@ class ShardDataset(Dataset):
         self.ids = frame["image_id"].tolist()
         self.frame = frame.set_index("image_id")
         self.targets = torch.from_numpy(targets.labels(self.frame).copy())
+        self.encoded = encoded and self.spec.format == "jpeg"
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def decode(self, index: int) -> np.ndarray:
-        data = self.images[index].as_py()
-        if self.spec.format == "raw":
-            return np.frombuffer(data, dtype=np.uint8).reshape(*self.spec.size, 3)
-        with Image.open(io.BytesIO(data)) as img:
-            return np.asarray(img.convert("RGB"))
+        return shards.decode_image(self.images[index].as_py(), self.spec)
 
     def __getitem__(self, index: int):
+        if self.encoded:
+            return torch.frombuffer(bytearray(self.images[index].as_py()), dtype=torch.uint8), self.targets[index], index
         image = torch.from_numpy(np.ascontiguousarray(self.decode(index).transpose(2, 0, 1)))
         return image, self.targets[index], index
+
+
+def collate_encoded(batch):
+    """A batch of still-encoded images: their byte tensors as a list (they differ in length)."""
+    images, targets, rows = zip(*batch)
+    return list(images), torch.stack(targets), torch.as_tensor(rows)
+
+
+def decode_batch(images: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """Decode a batch of JPEGs on ``device`` (nvJPEG on a GPU) into one uint8 NCHW tensor."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    return torch.stack(decode_jpeg(images, mode=ImageReadMode.RGB, device=device))
 
 
 def loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int, epoch: int, workers: int,
@@ -58,4 +73,5 @@ def loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int, epoch: i
     generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
                       num_workers=workers, generator=generator, pin_memory=pin_memory,
-                      persistent_workers=False, drop_last=False)
+                      persistent_workers=False, drop_last=False,
+                      collate_fn=collate_encoded if getattr(dataset, "encoded", False) else None)

@@ -32,7 +32,8 @@ class Predictor:
         self.model = models.build_model(params, len(self.targets)).to(self.device).eval()
         self.model.load_state_dict(ckpt["state_dict"])
         img = ckpt["image"]
-        self.spec = shards.ImageSpec(tuple(img["crop"]) if img["crop"] else None, tuple(img["size"]), img["format"], img["jpeg_quality"])
+        self.spec = shards.ImageSpec(tuple(img["crop"]) if img["crop"] else None, tuple(img["size"]), img["format"],
+                                     img["jpeg_quality"], img.get("decode", "full"))
         self.mean = torch.tensor(ckpt["mean"], device=self.device)
         self.std = torch.tensor(ckpt["std"], device=self.device)
         self.augment = AugmentParams(hflip=0.0, center_crop=tuple(ckpt["center_crop"]) if ckpt["center_crop"] else None)
@@ -48,7 +49,7 @@ class Predictor:
 
     def load_photo(self, path: Path) -> torch.Tensor:
         """A photo as the shards hold it: cropped, resized and encoded as in preprocess, then decoded."""
-        pixels = shards.decode_image(shards.encode_image(path, self.spec), self.spec)
+        pixels = shards.decode_image(shards.encode_image(Path(path).read_bytes(), self.spec, str(path)), self.spec)
         return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
 
     def logits_for_photos(self, paths: Iterable[Path], batch_size: int = 64) -> np.ndarray:

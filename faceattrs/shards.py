@@ -18,8 +18,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import simplejpeg
 from PIL import Image
 
+from faceattrs.archive import ImageArchive
 from faceattrs.celeba import ATTRIBUTES
 from faceattrs.parallel import imap
 
@@ -35,10 +37,11 @@ class ImageSpec:
     size: tuple[int, int]
     format: str
     jpeg_quality: int
+    decode: str = "full"
 
     def to_dict(self) -> dict:
         return {"crop": list(self.crop) if self.crop else None, "size": list(self.size),
-                "format": self.format, "jpeg_quality": self.jpeg_quality}
+                "format": self.format, "jpeg_quality": self.jpeg_quality, "decode": self.decode}
 
 
 def schema(spec: ImageSpec) -> pa.Schema:
@@ -48,40 +51,63 @@ def schema(spec: ImageSpec) -> pa.Schema:
     return pa.schema(fields, metadata={METADATA_KEY: json.dumps(meta).encode()})
 
 
-def encode_image(path: Path, spec: ImageSpec) -> bytes:
+def _draft_scale(box: tuple[int, int, int, int], size: tuple[int, int]) -> int:
+    """The largest JPEG DCT scale (8, 4 or 2) that keeps the box at least the stored size, else 1."""
+    left, top, right, bottom = box
+    height, width = size
+    return next((s for s in (8, 4, 2) if (right - left) / s >= width and (bottom - top) / s >= height), 1)
+
+
+def _pixels(data: bytes, spec: ImageSpec) -> tuple[np.ndarray, tuple[int, int]]:
+    """RGB pixels, decoded at a reduced scale where the spec allows, and the full size they stand for."""
+    try:
+        height, width = simplejpeg.decode_jpeg_header(data)[:2]
+        scale = _draft_scale(spec.crop or (0, 0, width, height), spec.size) if spec.decode == "reduced" else 1
+        # libjpeg-turbo (simplejpeg) decodes twice as fast as PIL here, and scales in the DCT.
+        rgb = simplejpeg.decode_jpeg(data, min_width=-(-width // scale), min_height=-(-height // scale))
+        return rgb, (width, height)
+    except ValueError:  # not a JPEG turbo reads (another format, CMYK, broken): PIL decides
+        with Image.open(io.BytesIO(data)) as img:
+            return np.asarray(img.convert("RGB")), img.size
+
+
+def encode_image(data: bytes, spec: ImageSpec, name: str = "image") -> bytes:
     """Crop, resize and encode one image as the spec says."""
     try:
-        img = Image.open(path)
-        img = img.convert("RGB")
+        rgb, full = _pixels(data, spec)
     except Exception as err:  # PIL raises several unrelated types for broken files
-        raise ValueError(f"{path}: cannot decode image ({err}); rerun dedupe, which drops unreadable images") from None
-    with img:
-        if spec.crop:
-            img = img.crop(spec.crop)
-        height, width = spec.size
-        if img.size != (width, height):
-            img = img.resize((width, height), Image.BICUBIC)
-        if spec.format == "raw":
-            return np.asarray(img, dtype=np.uint8).tobytes()
-        buf = io.BytesIO()
-        img.save(buf, format="JPEG", quality=spec.jpeg_quality)
-        return buf.getvalue()
+        raise ValueError(f"{name}: cannot decode image ({err}); rerun dedupe, which drops unreadable images") from None
+    height, width = spec.size
+    left, top, right, bottom = spec.crop or (0, 0, *full)
+    # The crop box in the decoded image's coordinates (smaller when decoded at a reduced scale).
+    fx, fy = rgb.shape[1] / full[0], rgb.shape[0] / full[1]
+    box = (left * fx, top * fy, right * fx, bottom * fy)
+    img = Image.fromarray(rgb)
+    if (width, height) != (img.width, img.height) or box != (0, 0, img.width, img.height):
+        img = img.resize((width, height), Image.BICUBIC, box=box)
+    pixels = np.asarray(img, dtype=np.uint8)
+    if spec.format == "raw":
+        return pixels.tobytes()
+    return simplejpeg.encode_jpeg(np.ascontiguousarray(pixels), quality=spec.jpeg_quality, colorsubsampling="420")
 
 
 def decode_image(data: bytes, spec: ImageSpec) -> np.ndarray:
     """HxWx3 uint8 pixels of one stored image."""
     if spec.format == "raw":
         return np.frombuffer(data, dtype=np.uint8).reshape(*spec.size, 3)
-    with Image.open(io.BytesIO(data)) as img:
-        return np.asarray(img.convert("RGB"), dtype=np.uint8)
+    return simplejpeg.decode_jpeg(data)  # libjpeg-turbo, the GIL released
 
 
-def write_split(rows: pd.DataFrame, image_dir: Path, out_dir: Path, split: str, spec: ImageSpec,
+def _encode_member(name: str, images: ImageArchive, spec: ImageSpec) -> bytes:
+    return encode_image(images.read(name), spec, f"{images.path}:{name}")
+
+
+def write_split(rows: pd.DataFrame, images: ImageArchive, out_dir: Path, split: str, spec: ImageSpec,
                 rows_per_shard: int, workers: int = 0, progress: bool = True) -> list[dict]:
     """Write ``rows`` (manifest rows indexed by image_id, in order) as shards; returns their entries."""
     out_dir.mkdir(parents=True, exist_ok=True)
     table_schema = schema(spec)
-    encoded = imap(partial(encode_image, spec=spec), (image_dir / name for name in rows.index),
+    encoded = imap(partial(_encode_member, images=images, spec=spec), list(rows.index),
                    total=len(rows), workers=workers, desc=f"shards {split}", progress=progress)
     entries = []
     for number, start in enumerate(range(0, max(len(rows), 1), rows_per_shard)):
@@ -105,7 +131,8 @@ def write_split(rows: pd.DataFrame, image_dir: Path, out_dir: Path, split: str, 
 
 def read_spec(path: Path) -> ImageSpec:
     meta = json.loads(pq.read_schema(path).metadata[METADATA_KEY])
-    return ImageSpec(tuple(meta["crop"]) if meta["crop"] else None, tuple(meta["size"]), meta["format"], meta["jpeg_quality"])
+    return ImageSpec(tuple(meta["crop"]) if meta["crop"] else None, tuple(meta["size"]), meta["format"],
+                     meta["jpeg_quality"], meta.get("decode", "full"))
 
 
 def shard_paths(shard_dir: Path, split: str) -> list[Path]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import zipfile
 from pathlib import Path
 from typing import Callable
 
@@ -17,7 +16,7 @@ import pandas as pd
 import requests
 from tqdm import tqdm
 
-from faceattrs import celeba, synthetic
+from faceattrs import archive, celeba, synthetic
 from faceattrs.celeba import ATTRIBUTES, FormatError
 from faceattrs.params import DataParams
 
@@ -112,26 +111,29 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
-def extract_images(zip_path: Path, out: Path, progress: bool = True) -> None:
-    """Unpack the published zip's ``img_align_celeba/`` into ``out``."""
+def link_archive(zip_path: Path, out: Path) -> None:
+    """Put the published image zip into the layout, as a hard link where the disk allows."""
     try:
-        archive = zipfile.ZipFile(zip_path)
-    except zipfile.BadZipFile:
-        raise SourceError(f"{zip_path}: not a zip file") from None
-    with archive:
-        members = [m for m in archive.infolist() if m.filename.lower().endswith(".jpg")]
-        if not members:
-            raise SourceError(f"{zip_path}: holds no .jpg images")
-        image_dir = out / celeba.IMAGE_DIR
-        image_dir.mkdir(parents=True, exist_ok=True)
-        for member in tqdm(members, desc="extract", unit="img", disable=not progress):
-            with archive.open(member) as src, open(image_dir / Path(member.filename).name, "wb") as dst:
-                shutil.copyfileobj(src, dst)
+        found = len(archive.ImageArchive(zip_path))
+    except archive.ArchiveError as err:
+        raise SourceError(str(err)) from None
+    if not found:
+        raise SourceError(f"{zip_path}: holds no .jpg images")
+    _link_or_copy(zip_path, out / celeba.ZIP_FILE)
+
+
+def pack_images(src_dir: Path, out: Path, progress: bool) -> None:
+    """Pack a folder of JPEGs into the layout's zip (a Kaggle or unpacked copy of CelebA)."""
+    paths = sorted(src_dir.glob("*.jpg"))
+    if not paths:
+        raise SourceError(f"{src_dir}: holds no .jpg images")
+    items = ((p.name, p.read_bytes()) for p in tqdm(paths, desc="pack images", unit="img", disable=not progress))
+    archive.pack(items, out / celeba.ZIP_FILE)
 
 
 def _assemble(files: dict[str, Path], out: Path, progress: bool) -> None:
     """Build the layout from downloaded published files (zip + text files)."""
-    extract_images(files[celeba.ZIP_FILE], out, progress)
+    link_archive(files[celeba.ZIP_FILE], out)
     for name, path in files.items():
         if name != celeba.ZIP_FILE:
             shutil.copyfile(path, out / name)
@@ -197,19 +199,12 @@ def from_local(params: DataParams, out: Path, downloads: Path, workers: int, pro
     for name in celeba.TEXT_FILES:
         if (root / name).exists():
             shutil.copyfile(root / name, out / name)
-    if (root / celeba.IMAGE_DIR).is_dir():
-        _copy_images(root / celeba.IMAGE_DIR, out, progress)
-    elif (root / celeba.ZIP_FILE).exists():
-        extract_images(root / celeba.ZIP_FILE, out, progress)
+    if (root / celeba.ZIP_FILE).exists():
+        link_archive(root / celeba.ZIP_FILE, out)
+    elif (root / celeba.IMAGE_DIR).is_dir():
+        pack_images(root / celeba.IMAGE_DIR, out, progress)
     else:
         raise SourceError(f"{root}: neither {celeba.IMAGE_DIR}/ nor {celeba.ZIP_FILE} is there")
-
-
-def _copy_images(src_dir: Path, out: Path, progress: bool) -> None:
-    dst_dir = out / celeba.IMAGE_DIR
-    dst_dir.mkdir(parents=True, exist_ok=True)
-    for path in tqdm(sorted(src_dir.glob("*.jpg")), desc="copy images", unit="img", disable=not progress):
-        _link_or_copy(path, dst_dir / path.name)
 
 
 def _from_kaggle(root: Path, images: Path, out: Path, progress: bool) -> None:
@@ -230,7 +225,7 @@ def _from_kaggle(root: Path, images: Path, out: Path, progress: bool) -> None:
         (out / celeba.LANDMARKS_FILE).write_bytes(celeba.format_table(marks, celeba.LANDMARK_HEADER))
     if (root / celeba.IDENTITY_FILE).exists():
         shutil.copyfile(root / celeba.IDENTITY_FILE, out / celeba.IDENTITY_FILE)
-    _copy_images(images, out, progress)
+    pack_images(images, out, progress)
 
 
 def from_synthetic(params: DataParams, out: Path, downloads: Path, workers: int, progress: bool) -> None:
@@ -257,11 +252,14 @@ def verify_layout(folder: Path) -> dict:
     for name, reader in ((celeba.BBOX_FILE, celeba.read_bbox), (celeba.LANDMARKS_FILE, celeba.read_landmarks)):
         if (folder / name).exists():
             _same_files(folder / name, reader(folder / name).index, labels.index)
-    image_dir = folder / celeba.IMAGE_DIR
-    present = {p.name for p in image_dir.iterdir()} if image_dir.is_dir() else set()
+    images = archive.ImageArchive.of(folder)
+    try:
+        present = set(images.names())
+    except archive.ArchiveError as err:
+        raise SourceError(str(err)) from None
     missing = [name for name in labels.index if name not in present]
     if missing:
-        raise SourceError(f"{image_dir}: {len(missing)} of {len(labels)} images listed in "
+        raise SourceError(f"{images.path}: {len(missing)} of {len(labels)} images listed in "
                           f"{celeba.ATTR_FILE} are missing, e.g. {', '.join(missing[:5])}")
     return {
         "images": len(labels),

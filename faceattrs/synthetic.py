@@ -20,7 +20,7 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
-from faceattrs import celeba
+from faceattrs import archive, celeba
 from faceattrs.celeba import ATTRIBUTES, POSITIVE_RATES
 from faceattrs.faces import DRAWN, Look, draw_face, draw_no_face, random_look
 from faceattrs.params import SyntheticParams
@@ -167,8 +167,7 @@ def _unreadable_bytes(kind: str, data: bytes) -> bytes:
 def generate(out: Path | str, params: SyntheticParams, workers: int = 0, progress: bool = True) -> dict:
     """Write a synthetic CelebA folder at ``out``; returns the ground truth also saved in it."""
     out = Path(out)
-    image_dir = out / celeba.IMAGE_DIR
-    image_dir.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     n = params.num_images
     rng = np.random.default_rng([params.seed, 0])
     names = [celeba.image_name(i + 1) for i in range(n)]
@@ -237,9 +236,12 @@ def generate(out: Path | str, params: SyntheticParams, workers: int = 0, progres
     workers = workers or os.cpu_count() or 1
     bar = tqdm(total=n, desc="synthetic images", unit="img", disable=not progress)
     keep = set(exact_src) | set(near_src) | set(unreadable)
+    broken = set(unreadable)
+    writer = archive.ArchiveWriter(out / celeba.ZIP_FILE)
 
     def store(index, blob, points):
-        (image_dir / names[index]).write_bytes(blob)
+        if index not in broken:  # written last, spoiled
+            writer.add(names[index], blob)
         landmarks[index] = points
         if index in keep:
             data[index] = blob
@@ -263,8 +265,9 @@ def generate(out: Path | str, params: SyntheticParams, workers: int = 0, progres
     unreadable_kinds = {}
     for k, i in enumerate(unreadable):
         kind = UNREADABLE_KINDS[k % len(UNREADABLE_KINDS)]
-        (image_dir / names[i]).write_bytes(_unreadable_bytes(kind, data[i]))
+        writer.add(names[i], _unreadable_bytes(kind, data[i]))
         unreadable_kinds[names[i]] = kind
+    writer.close()
 
     index = pd.Index(names, name="image_id")
     bbox = pd.DataFrame(rng.integers([40, 40, 120, 160], [160, 120, 260, 340], size=(n, 4)),

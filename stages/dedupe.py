@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from faceattrs import atomic, celeba, reports, stagecli
+from faceattrs import atomic, reports, stagecli
+from faceattrs.archive import ImageArchive
 from faceattrs.cleaning import Cleaning, clean_and_score
 from faceattrs.provenance import provenance
 
@@ -38,7 +39,7 @@ def write_report(result: Cleaning, raw: Path, folder: Path, sample_groups: int) 
         lines.append(f"... and {len(result.dropped) - 200} more (see data/clean/dropped.csv)\n")
     atomic.write_text(folder / "report.md", "\n".join(lines))
 
-    image = lambda name: (raw / celeba.IMAGE_DIR / name).read_bytes()  # noqa: E731
+    image = ImageArchive.of(raw).read
     rng = np.random.default_rng(0)
     group_ids = result.groups["group"].unique()
     shown = np.sort(rng.choice(group_ids, size=min(sample_groups, len(group_ids)), replace=False)) if len(group_ids) else []

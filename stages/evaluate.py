@@ -1,11 +1,10 @@
-"""DVC stage evaluate: measures on val and test, thresholds tuned on val, plots and a Markdown report.
+"""DVC stage evaluate: measures on val and test, thresholds tuned on val, plots data and a Markdown report.
 
     python -m stages.evaluate --model data/models/model.pt --shards data/shards --raw data/raw --out reports/evaluate
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -60,6 +59,10 @@ def main() -> None:
     atomic.write_text(out / "per_attribute.csv", table.to_csv(index=False))
     atomic.write_text(out / "roc.csv", curve_rows(results, "roc", "fpr", "tpr").to_csv(index=False))
     atomic.write_text(out / "precision_recall.csv", curve_rows(results, "pr", "recall", "precision").to_csv(index=False))
+    # One file per attribute: DVC draws each file in a plotted folder as its own confusion matrix.
+    with atomic.atomic_dir(out / "confusion") as tmp:
+        for name, rows in results["confusion"].items():
+            rows.to_csv(tmp / f"{name}.csv", index=False)
     reports.write_json(out / "thresholds.json", {n: round(float(t), 6) for n, t in zip(results["targets"], results["thresholds"])})
     reports.write_json(out / "run.json", provenance(params.model_dump(mode="json")))
     bar_chart(table, out / "accuracy.png")

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from faceattrs import atomic, celeba, reports, shards, stagecli
+from faceattrs import atomic, reports, shards, stagecli
+from faceattrs.archive import ImageArchive
 from faceattrs.provenance import provenance
 from faceattrs.splits import SPLITS
 
@@ -21,14 +22,14 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
     params = stagecli.params_of(args).preprocess
-    spec = shards.ImageSpec(params.crop, params.size, params.format, params.jpeg_quality)
+    spec = shards.ImageSpec(params.crop, params.size, params.format, params.jpeg_quality, params.decode)
     manifest = pd.read_parquet(args.split / "manifest.parquet").sort_index()
     with atomic.atomic_dir(args.out) as tmp:
         entries = {}
         for split in SPLITS:
             rows = manifest[manifest["split"] == split]
             entries[split] = {"rows": int(len(rows)), "shards": shards.write_split(
-                rows, args.raw / celeba.IMAGE_DIR, tmp, split, spec, params.rows_per_shard,
+                rows, ImageArchive.of(args.raw), tmp, split, spec, params.rows_per_shard,
                 params.workers, stagecli.show_progress(args))}
         reports.write_json(tmp / "manifest.json", {
             "splits": entries,

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from faceattrs import synthetic
+from faceattrs import archive, synthetic
+from faceattrs.archive import ImageArchive
 from faceattrs.params import SyntheticParams
 
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
@@ -31,12 +32,35 @@ def synthetic_raw(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def synthetic_photos(synthetic_raw, tmp_path_factory) -> Path:
+    """The synthetic images unpacked as photo files, as a user would hand them to predict."""
+    return unpack_images(synthetic_raw, tmp_path_factory.mktemp("photos"))
+
+
 @pytest.fixture
 def raw_copy(synthetic_raw, tmp_path) -> Path:
     """A private copy of the synthetic folder that a test may break."""
     dst = tmp_path / "raw"
     shutil.copytree(synthetic_raw, dst)
     return dst
+
+
+def unpack_images(raw: Path, dest: Path) -> Path:
+    """The images of a raw folder's zip as files in ``dest`` (an unpacked or Kaggle copy)."""
+    images = ImageArchive.of(raw)
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in images.names():
+        (dest / name).write_bytes(images.read(name))
+    return dest
+
+
+def rewrite_images(raw: Path, drop: tuple[str, ...] = (), replace: dict[str, bytes] | None = None) -> None:
+    """Rewrite a raw folder's zip without the ``drop`` images and with ``replace``'s bytes."""
+    images = ImageArchive.of(raw)
+    replace = replace or {}
+    items = [(name, replace.get(name) or images.read(name)) for name in images.names() if name not in drop]
+    archive.pack(items, images.path)
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +74,7 @@ def tiny_shards(synthetic_raw, tmp_path_factory) -> Path:
     spec = shards.ImageSpec(None, (40, 32), "jpeg", 90)
     for code, split in enumerate(("train", "val", "test")):
         rows = frame[frame["partition"] == code]
-        shards.write_split(rows, synthetic_raw / "img_align_celeba", out, split, spec, 128, workers=1, progress=False)
+        shards.write_split(rows, ImageArchive.of(synthetic_raw), out, split, spec, 128, workers=1, progress=False)
     return out
 
 

@@ -13,6 +13,8 @@ import pandas as pd
 import pytest
 
 from faceattrs import celeba, sources
+from faceattrs.archive import ImageArchive
+from tests.conftest import rewrite_images, unpack_images
 from faceattrs.params import DataParams
 from faceattrs.sources import SourceError
 
@@ -20,16 +22,18 @@ from faceattrs.sources import SourceError
 def _same_dataset(a: Path, b: Path) -> None:
     pd.testing.assert_frame_equal(celeba.read_attributes(a / celeba.ATTR_FILE), celeba.read_attributes(b / celeba.ATTR_FILE))
     pd.testing.assert_series_equal(celeba.read_partition(a / celeba.PARTITION_FILE), celeba.read_partition(b / celeba.PARTITION_FILE))
-    names = sorted(p.name for p in (a / celeba.IMAGE_DIR).iterdir())
-    assert names == sorted(p.name for p in (b / celeba.IMAGE_DIR).iterdir())
-    for name in names[:20]:
-        assert (a / celeba.IMAGE_DIR / name).read_bytes() == (b / celeba.IMAGE_DIR / name).read_bytes()
+    first, second = ImageArchive.of(a), ImageArchive.of(b)
+    assert first.names() == second.names()
+    for name in first.names():
+        assert first.read(name) == second.read(name)
 
 
 def _zip_images(raw: Path, dest: Path) -> None:
-    with zipfile.ZipFile(dest, "w", zipfile.ZIP_STORED) as archive:
-        for path in sorted((raw / celeba.IMAGE_DIR).iterdir()):
-            archive.write(path, f"{celeba.IMAGE_DIR}/{path.name}")
+    # Deflated, unlike ours, as a rezipped copy might be: reading must not care.
+    source = ImageArchive.of(raw)
+    with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as out:
+        for name in source.names():
+            out.writestr(f"{celeba.IMAGE_DIR}/{name}", source.read(name))
 
 
 def _published(raw: Path, folder: Path) -> dict[str, str]:
@@ -41,11 +45,23 @@ def _published(raw: Path, folder: Path) -> dict[str, str]:
     return {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in folder.iterdir()}
 
 
-def test_local_extracted_folder(synthetic_raw, tmp_path):
+def test_local_copy_in_our_layout_is_linked_not_copied(synthetic_raw, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     counts = sources.fetch(DataParams(source="local", local={"path": str(synthetic_raw)}), out, tmp_path / "dl", progress=False)
     assert counts["images"] == 400
+    _same_dataset(synthetic_raw, out)
+    assert (out / celeba.ZIP_FILE).stat().st_ino == (synthetic_raw / celeba.ZIP_FILE).stat().st_ino
+
+
+def test_local_unpacked_folder_is_packed(synthetic_raw, tmp_path):
+    unpacked = tmp_path / "unpacked"
+    unpack_images(synthetic_raw, unpacked / celeba.IMAGE_DIR)
+    for name in celeba.TEXT_FILES:
+        shutil.copyfile(synthetic_raw / name, unpacked / name)
+    out = tmp_path / "out"
+    out.mkdir()
+    sources.fetch(DataParams(source="local", local={"path": str(unpacked)}), out, tmp_path / "dl", progress=False)
     _same_dataset(synthetic_raw, out)
 
 
@@ -59,7 +75,7 @@ def test_local_zip_and_text_files(synthetic_raw, tmp_path):
 
 def test_local_kaggle_csv_layout(synthetic_raw, tmp_path):
     kaggle = tmp_path / "kaggle"
-    shutil.copytree(synthetic_raw / celeba.IMAGE_DIR, kaggle / celeba.IMAGE_DIR / celeba.IMAGE_DIR)
+    unpack_images(synthetic_raw, kaggle / celeba.IMAGE_DIR / celeba.IMAGE_DIR)
     labels = celeba.read_attributes(synthetic_raw / celeba.ATTR_FILE) * 2 - 1
     labels.to_csv(kaggle / "list_attr_celeba.csv")
     celeba.read_partition(synthetic_raw / celeba.PARTITION_FILE).rename("partition").to_csv(kaggle / "list_eval_partition.csv")
@@ -85,8 +101,7 @@ def test_local_kaggle_bad_row_names_file_and_line(synthetic_raw, tmp_path):
 
 
 def test_missing_images_are_listed(raw_copy, tmp_path):
-    for name in ("000010.jpg", "000011.jpg"):
-        (raw_copy / celeba.IMAGE_DIR / name).unlink()
+    rewrite_images(raw_copy, drop=("000010.jpg", "000011.jpg"))
     with pytest.raises(SourceError, match=r"2 of 400 images .* missing, e.g. 000010.jpg, 000011.jpg"):
         sources.verify_layout(raw_copy)
 

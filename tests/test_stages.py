@@ -16,8 +16,7 @@ import pytest
 import yaml
 
 from faceattrs import celeba
-from faceattrs.celeba import ATTRIBUTES
-from tests.conftest import REPO
+from tests.conftest import REPO, rewrite_images
 
 ENV = {**os.environ, "FACEATTRS_PROGRESS": "0", "PYTHONPATH": str(REPO)}
 TINY = {"data": {"synthetic": {"num_images": 240, "images_per_identity": 8, "seed": 11,
@@ -81,7 +80,7 @@ def test_download_synthetic_and_params_error(workdir):
 
 
 def test_missing_images_fail_download_and_leave_no_output(workdir, raw_copy):
-    (raw_copy / celeba.IMAGE_DIR / "000005.jpg").unlink()
+    rewrite_images(raw_copy, drop=("000005.jpg",))
     (workdir / "params.yaml").write_text(yaml.safe_dump({"data": {"source": "local", "local": {"path": str(raw_copy)}}}))
     result = stage("download", "--raw", "out", "--downloads", "dl", "--report", "r.json", cwd=workdir)
     assert result.returncode == 1
@@ -112,18 +111,18 @@ def test_corrupt_image_after_cleaning_fails_preprocess_without_partial_shards(wo
     _data_stages(workdir, raw_copy)
     before = {p.name: p.read_bytes() for p in (workdir / "shards").iterdir()}
     victim = pd.read_parquet(workdir / "split/manifest.parquet").index[3]
-    (raw_copy / celeba.IMAGE_DIR / victim).write_bytes(b"\xff\xd8\xff garbage")
+    rewrite_images(raw_copy, replace={victim: b"\xff\xd8\xff garbage"})
     result = stage("preprocess", "--raw", str(raw_copy), "--split", "split", "--out", "shards", cwd=workdir)
     assert result.returncode == 1 and f"{victim}: cannot decode image" in result.stderr
     assert {p.name: p.read_bytes() for p in (workdir / "shards").iterdir()} == before
     assert not list(workdir.glob(".shards.tmp-*"))
 
 
-def _scratch_repo(tmp_path: Path) -> Path:
+def scratch_repo(tmp_path: Path) -> Path:
     """A copy of this repository's pipeline, with the tiny params, in a fresh git + DVC repo."""
     repo = tmp_path / "repo"
     repo.mkdir()
-    for name in ("dvc.yaml", "faceattrs", "stages", ".gitignore"):
+    for name in ("dvc.yaml", "faceattrs", "stages", ".gitignore", "plots"):
         src = REPO / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, repo / name, **({"ignore": shutil.ignore_patterns("__pycache__")} if src.is_dir() else {}))
     params = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -134,19 +133,22 @@ def _scratch_repo(tmp_path: Path) -> Path:
     run = lambda *cmd: subprocess.run(cmd, cwd=repo, env=ENV, check=True, capture_output=True, text=True)  # noqa: E731
     run("git", "init", "-q")
     run("dvc", "init", "-q")
+    # The project's DVC settings: its plot templates, offline plots page and default remote.
+    shutil.copy(REPO / ".dvc/config", repo / ".dvc/config")
+    shutil.copytree(REPO / ".dvc/plots", repo / ".dvc/plots", dirs_exist_ok=True)
     run("git", "add", "-A")
     run("git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init")
     return repo
 
 
 def test_dvc_repro_runs_once_then_only_what_a_param_touches(tmp_path):
-    repo = _scratch_repo(tmp_path)
+    repo = scratch_repo(tmp_path)
     dvc = lambda *a: subprocess.run(["dvc", *a], cwd=repo, env=ENV, capture_output=True, text=True, timeout=900)  # noqa: E731
     git = lambda *a: subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *a], cwd=repo,  # noqa: E731
                                     capture_output=True, text=True, check=True)
     first = dvc("repro")
     assert first.returncode == 0, first.stdout + first.stderr
-    for name in ("download", "dedupe", "split", "preprocess", "train", "evaluate", "predict"):
+    for name in ("download", "dedupe", "split", "preprocess", "train", "evaluate", "predict", "report"):
         assert f"Running stage '{name}'" in first.stdout
     assert "Running stage" not in dvc("repro").stdout
     assert "up to date" in dvc("status").stdout
@@ -159,7 +161,7 @@ def test_dvc_repro_runs_once_then_only_what_a_param_touches(tmp_path):
     exp = dvc("exp", "run", "-S", "loss.gamma=3")
     assert exp.returncode == 0, exp.stdout + exp.stderr
     ran = set(re.findall(r"Running stage '(\w+)'", exp.stdout))
-    assert ran == {"train", "evaluate", "predict"}
+    assert ran == {"train", "evaluate", "predict", "report"}
     diff = dvc("metrics", "diff", "--json")
     changed = json.loads(diff.stdout)["reports/evaluate/metrics.json"]
     assert changed["test.mean_accuracy"]["old"] != changed["test.mean_accuracy"]["new"]
@@ -167,7 +169,7 @@ def test_dvc_repro_runs_once_then_only_what_a_param_touches(tmp_path):
     exp = dvc("exp", "run", "-S", "split.method=random")
     assert exp.returncode == 0, exp.stdout + exp.stderr
     ran = set(re.findall(r"Running stage '(\w+)'", exp.stdout))
-    assert ran == {"split", "preprocess", "train", "evaluate", "predict"}
+    assert ran == {"split", "preprocess", "train", "evaluate", "predict", "report"}
     run = json.loads((repo / "reports/split/run.json").read_text())
     assert run["params"]["method"] == "random" and len(run["git_commit"]) >= 40
 

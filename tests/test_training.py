@@ -126,20 +126,20 @@ def test_predictions_read_back_with_the_celeba_reader(trained, tiny_shards, tmp_
     assert ((csv["p_Smiling"] > 0.5) == (csv["Smiling"] == 1)).all()
 
 
-def test_photo_scores_equal_shard_scores(trained, tiny_shards, synthetic_raw):
+def test_photo_scores_equal_shard_scores(trained, tiny_shards, synthetic_photos):
     """A raw photo goes through the same crop, resize and encoding as the shards it was trained on."""
     out, _ = trained
     predictor = Predictor(out / "models" / "model.pt")
     logits, _, frame = evaluation.split_logits(predictor, tiny_shards, "test")
     names = list(frame.index[:5])
     from_shards = logits[:5]
-    from_photos = predictor.logits_for_photos([synthetic_raw / "img_align_celeba" / n for n in names])
+    from_photos = predictor.logits_for_photos([synthetic_photos / n for n in names])
     assert np.allclose(from_shards, from_photos, atol=1e-4)
 
 
-def test_cli_prints_a_table_for_one_photo_and_files_for_many(trained, synthetic_raw, tmp_path):
+def test_cli_prints_a_table_for_one_photo_and_files_for_many(trained, synthetic_photos, tmp_path):
     out, _ = trained
-    image = synthetic_raw / "img_align_celeba" / "000001.jpg"
+    image = synthetic_photos / "000001.jpg"
     one = subprocess.run([sys.executable, "-m", "faceattrs.cli", "predict", str(image), "--model", str(out / "models/model.pt"),
                           "--thresholds", str(tmp_path / "none.json")], capture_output=True, text=True, cwd=REPO)
     assert one.returncode == 0, one.stderr
@@ -147,7 +147,7 @@ def test_cli_prints_a_table_for_one_photo_and_files_for_many(trained, synthetic_
     folder = tmp_path / "photos"
     folder.mkdir()
     for name in ("000001.jpg", "000002.jpg", "000003.jpg"):
-        (folder / name).write_bytes((synthetic_raw / "img_align_celeba" / name).read_bytes())
+        (folder / name).write_bytes((synthetic_photos / name).read_bytes())
     many = subprocess.run([sys.executable, "-m", "faceattrs.cli", "predict", str(folder), "--model", str(out / "models/model.pt"),
                            "--out", str(tmp_path / "pred")], capture_output=True, text=True, cwd=REPO)
     assert many.returncode == 0, many.stderr
@@ -199,3 +199,21 @@ def test_changed_training_code_starts_over(tiny_shards, trained, tmp_path, monke
     monkeypatch.setattr(training, "run_epoch", lambda *a, **k: ran.append(1) or real(*a, **k))
     training.train(params, tiny_shards, models_dir, tmp_path / "live", progress=False)
     assert len(ran) == 6  # three epochs of training and validation, not a resumed no-op
+
+
+def test_decoding_on_the_device_matches_the_loader(tiny_shards, tmp_path):
+    from faceattrs.loader import ShardDataset, decode_batch, loader as make_loader
+    from faceattrs.targets import from_params
+
+    plain = ShardDataset(tiny_shards, "val", from_params(None, None))
+    encoded = ShardDataset(tiny_shards, "val", from_params(None, None), encoded=True)
+    images, _, rows = next(iter(make_loader(encoded, 8, False, 0, 0, 0)))
+    assert isinstance(images, list) and len(images) == 8
+    decoded = decode_batch(images, torch.device("cpu"))
+    expected = torch.stack([plain[int(r)][0] for r in rows])
+    assert decoded.shape == expected.shape and decoded.dtype == torch.uint8
+    assert (decoded.int() - expected.int()).abs().float().mean() < 1.0  # two libjpeg-turbo builds
+
+    result = training.train(tiny_params(train={"epochs": 1, "decode_on": "device"}), tiny_shards,
+                            tmp_path / "models", tmp_path / "live", progress=False)
+    assert 0 < result["best_val_mean_accuracy"] <= 1

@@ -1,0 +1,98 @@
+"""Full scale: the synthetic source at CelebA's size (202,599 images), download through preprocess, stage by stage.
+
+Runs each stage command as DVC would, in a scratch folder, and records its wall time
+and peak memory: the largest resident set of the whole process tree (the stage and
+its worker processes together), sampled every 0.2 s.
+
+    python bench/full_scale.py [--images 202599] [--workdir /tmp/faceattrs-full]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import psutil  # noqa: E402
+import yaml  # noqa: E402
+
+from bench.common import machine  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+STAGES = ("download", "dedupe", "split", "preprocess")
+
+
+def commands(stages: dict) -> dict[str, str]:
+    """The stage commands of dvc.yaml with its path variables filled in."""
+    spec = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    paths = next(v["paths"] for v in spec["vars"] if "paths" in v)
+    out = {}
+    for name in stages:
+        cmd = spec["stages"][name]["cmd"]
+        for key, value in paths.items():
+            cmd = cmd.replace("${paths.%s}" % key, value)
+        out[name] = cmd
+    return out
+
+
+def run(cmd: str, cwd: Path, env: dict) -> tuple[float, float, str]:
+    """Wall seconds, peak tree RSS in MB, and the output of one stage command."""
+    start = time.perf_counter()
+    log = open(cwd / "stage.log", "w")
+    process = subprocess.Popen(cmd, shell=True, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    root, peak = psutil.Process(process.pid), 0
+    while process.poll() is None:
+        try:
+            tree = [root, *root.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+        except psutil.Error:
+            pass
+        time.sleep(0.2)
+    wall = time.perf_counter() - start
+    log.close()
+    text = (cwd / "stage.log").read_text()
+    if process.returncode != 0:
+        raise SystemExit(f"{cmd} failed:\n{text[-3000:]}")
+    return wall, peak / 2**20, text
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--images", type=int, default=202_599)
+    p.add_argument("--workdir", type=Path, default=Path("/tmp/faceattrs-full"))
+    p.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    args = p.parse_args()
+    work = args.workdir
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    shutil.copytree(REPO / "stages", work / "stages")
+    shutil.copytree(REPO / "faceattrs", work / "faceattrs")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["data"]["synthetic"]["num_images"] = args.images
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {**os.environ, "FACEATTRS_PROGRESS": "0", "PYTHONPATH": str(work)}
+    print(f"{machine()}\nsynthetic source, {args.images:,} images, in {work}")
+    results = {}
+    for name, cmd in commands(STAGES).items():
+        wall, peak, text = run(cmd, work, env)
+        results[name] = {"wall_s": round(wall, 1), "peak_rss_mb": round(peak), "said": text.strip().splitlines()[-1]}
+        print(f"  {name:10s} {wall:8.1f} s  peak {peak:7.0f} MB  | {results[name]['said']}")
+    sizes = {d: sum(f.stat().st_size for f in (work / "data" / d).rglob("*") if f.is_file()) / 2**20
+             for d in ("raw", "clean", "split", "shards")}
+    print("  on disk: " + ", ".join(f"data/{d} {mb:,.0f} MB" for d, mb in sizes.items()))
+    total = sum(r["wall_s"] for r in results.values())
+    print(f"  total {total:.0f} s; preprocess peak under 1 GB: {'yes' if results['preprocess']['peak_rss_mb'] < 1024 else 'NO'}")
+    (work / "bench.json").write_text(json.dumps(results, indent=2))
+    if not args.keep:
+        shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""Training step throughput fed by the real loader from shards, against the same steps fed random tensors on the device.
+
+Both use the project's training step (bf16 autocast and channels_last on CUDA, the
+same augmentation and loss); the ratio says how much of the device the loader
+leaves idle (target: 0.9 or more). Shards at the requested size are written first
+from a raw folder, so the recipe resolutions can be measured. Runs on the CPU
+too (small, to check it works), but its figures mean something on a GPU.
+
+    python bench/gpu_train.py --model mobilenetv2_100 --size 198 158 --batch 256 --steps 50
+    python bench/gpu_train.py --model resnet50 --size 218 178 --batch 128 --steps 50 --decode-on device
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from bench.common import machine  # noqa: E402
+from faceattrs import optim, shards, synthetic  # noqa: E402
+from faceattrs.archive import ImageArchive  # noqa: E402
+from faceattrs.cleaning import load_raw  # noqa: E402
+from faceattrs.loader import ShardDataset, loader  # noqa: E402
+from faceattrs.params import parse_params  # noqa: E402
+from faceattrs.targets import from_params  # noqa: E402
+from faceattrs.training import build, model_step, resolve_device  # noqa: E402
+
+
+def steps_per_second(ctx, optimizer, batches, steps: int, warmup: int) -> float:
+    """Images/s over ``steps`` training steps after ``warmup``, synchronised with the device."""
+    seen, start = 0, None
+    for k, (images, labels, _) in enumerate(batches):
+        if k == warmup:
+            if ctx.device.type == "cuda":
+                torch.cuda.synchronize()
+            start, seen = time.perf_counter(), 0
+        loss, _ = model_step(ctx, images, labels, train=True)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        seen += len(labels)
+        if k + 1 == warmup + steps:
+            break
+    if ctx.device.type == "cuda":
+        torch.cuda.synchronize()
+    return seen / (time.perf_counter() - start)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="mobilenetv2_100")
+    p.add_argument("--size", type=int, nargs=2, default=[198, 158], metavar=("H", "W"))
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--workers", type=int, default=8)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--decode-on", choices=["loader", "device"], default="loader")
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--raw", type=Path, default=Path("data/raw"))
+    p.add_argument("--images", type=int, default=0, help="images to shard (0: enough for the steps)")
+    p.add_argument("--timm-reference", type=float, default=0.0,
+                   help="timm's published training images/s for this model, to print the ratio against")
+    args = p.parse_args()
+    device = resolve_device(args.device)
+    params = parse_params({"model": {"backbone": args.model}, "train": {"batch_size": args.batch, "compile": args.compile},
+                           "augment": {"hflip": 0.5}})
+    height, width = args.size
+    needed = args.images or args.batch * (args.steps + args.warmup)
+    archive = ImageArchive.of(args.raw)
+    bad = set(synthetic.read_truth(args.raw)["unreadable"]) if (args.raw / synthetic.TRUTH_FILE).exists() else set()
+    rows = load_raw(args.raw).drop(index=list(bad), errors="ignore").iloc[:needed]
+    print(f"{machine()}, device {device}"
+          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
+    print(f"{args.model} at {height}x{width}, batch {args.batch}, {args.steps} steps after {args.warmup}, "
+          f"decode on {args.decode_on}, {args.workers} workers, {len(rows)} images")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = shards.ImageSpec(None, (height, width), "jpeg", 90, "reduced")
+        shards.write_split(rows, archive, Path(tmp), "train", spec, 4096, workers=0, progress=False)
+        target = from_params(None, None)
+        data = ShardDataset(Path(tmp), "train", target, encoded=args.decode_on == "device")
+        torch.manual_seed(0)
+        ctx = build(params, target.positive_rates(data.frame), device, len(target.names))
+        if args.compile:
+            ctx.model = torch.compile(ctx.model)
+        optimizer = optim.build_optimizer(ctx.model, params.optimizer)
+
+        def real():
+            while True:
+                yield from loader(data, args.batch, True, 0, 0, args.workers, pin_memory=device.type == "cuda")
+
+        def fake():
+            images = torch.randint(0, 256, (args.batch, 3, height, width), dtype=torch.uint8, device=device)
+            labels = torch.randint(0, 2, (args.batch, 40), dtype=torch.int8, device=device)
+            while True:
+                yield images, labels, None
+
+        synthetic_rate = steps_per_second(ctx, optimizer, fake(), args.steps, args.warmup)
+        loader_rate = steps_per_second(ctx, optimizer, real(), args.steps, args.warmup)
+    print(f"random tensors on the device: {synthetic_rate:,.0f} img/s; fed from shards: {loader_rate:,.0f} img/s; "
+          f"ratio {loader_rate / synthetic_rate:.2f} (target 0.90: {'met' if loader_rate / synthetic_rate >= 0.9 else 'NOT met'})")
+    print(f"one epoch of CelebA's 162,770 training images: {162_770 / loader_rate / 60:.1f} min")
+    if args.timm_reference:
+        print(f"against timm's published {args.timm_reference:,.0f} img/s: {loader_rate / args.timm_reference:.2f}")
+
+
+if __name__ == "__main__":
+    main()
