@@ -1,0 +1,87 @@
+"""What the flows publish, read from the files DVC tracks: training progress, metrics tables, metrics diffs.
+
+Pure Python (no Prefect); every path comes from dvc.yaml, where it is declared once.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from flows.dvcrun import dvc_env
+
+
+def stage_files(repo: Path, stage: str, kind: str) -> list[Path]:
+    """The ``kind`` entries (outs, metrics, ...) of a stage in dvc.yaml, as paths in ``repo``."""
+    spec = yaml.safe_load((repo / "dvc.yaml").read_text())
+    paths = next((v["paths"] for v in spec.get("vars", []) if isinstance(v, dict) and "paths" in v), {})
+    entries = spec["stages"].get(stage, {}).get(kind, [])
+    out = []
+    for entry in entries:
+        name = entry if isinstance(entry, str) else next(iter(entry))
+        for key, value in paths.items():
+            name = name.replace("${paths.%s}" % key, value)
+        out.append(repo / name)
+    return out
+
+
+def training_progress(repo: Path, since: float) -> dict | None:
+    """Epoch, losses and accuracies of the running train stage from dvclive's metrics file, once it is fresh."""
+    files = [p for p in stage_files(repo, "train", "metrics") if p.exists() and p.stat().st_mtime >= since]
+    if not files:
+        return None
+    try:
+        live = json.loads(files[0].read_text())
+    except json.JSONDecodeError:  # caught mid-write; the next tick reads it whole
+        return None
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    epochs = int(params.get("train", {}).get("epochs", 0)) or None
+    step = int(live.get("step", 0))
+    row = {"epoch": step + 1, "of": epochs}
+    for split in ("train", "val"):
+        for key, value in (live.get(split) or {}).items():
+            if isinstance(value, (int, float)):
+                row[f"{split}_{key}"] = round(float(value), 4)
+    row["progress"] = min(1.0, (step + 1) / epochs) if epochs else None
+    return row
+
+
+def metrics_table(repo: Path) -> list[dict]:
+    """Headline, then per-attribute test accuracy against the majority-class baseline."""
+    metrics_file = stage_files(repo, "evaluate", "metrics")[0]
+    summary = json.loads(metrics_file.read_text())
+    per_attribute = metrics_file.parent / "per_attribute.csv"
+    test = summary["test"]
+    rows = [{"attribute": "mean (40)", "accuracy": test["mean_accuracy"], "majority_baseline": test["majority_baseline"],
+             "above_baseline": round(test["mean_accuracy"] - test["majority_baseline"], 5)}]
+    if per_attribute.exists():
+        table = pd.read_csv(per_attribute)
+        for r in table.itertuples():
+            rows.append({"attribute": r.attribute, "accuracy": r.accuracy, "majority_baseline": r.majority_baseline,
+                         "above_baseline": round(r.accuracy - r.majority_baseline, 5)})
+    return rows
+
+
+def headline(repo: Path) -> dict:
+    summary = json.loads(stage_files(repo, "evaluate", "metrics")[0].read_text())
+    return {"test_mean_accuracy": summary["test"]["mean_accuracy"], "val_mean_accuracy": summary["val"]["mean_accuracy"],
+            "gender_fair_score": summary["test"]["gender_fair_score"],
+            "majority_baseline": summary["test"]["majority_baseline"]}
+
+
+def metrics_diff_markdown(repo: Path, against: str = "HEAD") -> str:
+    result = subprocess.run(["dvc", "metrics", "diff", against, "--md"], cwd=repo, env=dvc_env(),
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        return f"`dvc metrics diff {against}` failed:\n\n```\n{result.stderr.strip()}\n```"
+    return (f"# `dvc metrics diff {against}`\n\n" + result.stdout) if result.stdout.strip() else \
+        f"# `dvc metrics diff {against}`\n\nNo metric differs from {against}."
+
+
+def report_page(repo: Path) -> Path:
+    """The one-page report the report stage writes."""
+    return next(p for p in stage_files(repo, "report", "outs") if p.suffix == ".md")
