@@ -1,8 +1,9 @@
 """Full scale: the synthetic source at CelebA's size (202,599 images), download through preprocess, stage by stage.
 
 Runs each stage command as DVC would, in a scratch folder, and records its wall time
-and peak memory: the largest resident set of the whole process tree (the stage and
-its worker processes together), sampled every 0.2 s.
+and peak memory: the largest sum, sampled every 0.2 s, of the proportional set
+sizes (PSS) of the whole process tree (the stage and its workers), which counts
+the pages forked workers share with their parent once, not once per process.
 
     python bench/full_scale.py [--images 202599] [--workdir /tmp/faceattrs-full]
 """
@@ -43,7 +44,7 @@ def commands(stages: dict) -> dict[str, str]:
 
 
 def run(cmd: str, cwd: Path, env: dict) -> tuple[float, float, str]:
-    """Wall seconds, peak tree RSS in MB, and the output of one stage command."""
+    """Wall seconds, peak memory of the process tree in MB, and the output of one stage command."""
     start = time.perf_counter()
     log = open(cwd / "stage.log", "w")
     process = subprocess.Popen(cmd, shell=True, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -51,7 +52,7 @@ def run(cmd: str, cwd: Path, env: dict) -> tuple[float, float, str]:
     while process.poll() is None:
         try:
             tree = [root, *root.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+            peak = max(peak, sum(p.memory_full_info().pss for p in tree if p.is_running()))
         except psutil.Error:
             pass
         time.sleep(0.2)
@@ -82,13 +83,13 @@ def main() -> None:
     results = {}
     for name, cmd in commands(STAGES).items():
         wall, peak, text = run(cmd, work, env)
-        results[name] = {"wall_s": round(wall, 1), "peak_rss_mb": round(peak), "said": text.strip().splitlines()[-1]}
-        print(f"  {name:10s} {wall:8.1f} s  peak {peak:7.0f} MB  | {results[name]['said']}")
+        results[name] = {"wall_s": round(wall, 1), "peak_pss_mb": round(peak), "said": text.strip().splitlines()[-1]}
+        print(f"  {name:10s} {wall:8.1f} s  peak {peak:7.0f} MB (PSS)  | {results[name]['said']}")
     sizes = {d: sum(f.stat().st_size for f in (work / "data" / d).rglob("*") if f.is_file()) / 2**20
              for d in ("raw", "clean", "split", "shards")}
     print("  on disk: " + ", ".join(f"data/{d} {mb:,.0f} MB" for d, mb in sizes.items()))
     total = sum(r["wall_s"] for r in results.values())
-    print(f"  total {total:.0f} s; preprocess peak under 1 GB: {'yes' if results['preprocess']['peak_rss_mb'] < 1024 else 'NO'}")
+    print(f"  total {total:.0f} s; preprocess peak under 1 GB: {'yes' if results['preprocess']['peak_pss_mb'] < 1024 else 'NO'}")
     (work / "bench.json").write_text(json.dumps(results, indent=2))
     if not args.keep:
         shutil.rmtree(work)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from faceattrs import archive, celeba
 from faceattrs.celeba import ATTRIBUTES, POSITIVE_RATES
 from faceattrs.faces import DRAWN, Look, draw_face, draw_no_face, random_look
 from faceattrs.params import SyntheticParams
+from faceattrs.parallel import imap
 
 TRUTH_FILE = "synthetic_truth.json"
 P_MALE = POSITIVE_RATES["Male"]
@@ -228,9 +228,10 @@ def generate(out: Path | str, params: SyntheticParams, workers: int = 0, progres
 
     no_face_set = set(no_face)
     copies = {dst for _, dst in exact_pairs + near_pairs}
-    jobs = [_Job(i, clean.iloc[i].to_dict(), None if i in no_face_set else looks[identity_index[i]],
+    # A generator: 202,599 jobs held at once would cost more memory than the images.
+    jobs = (_Job(i, clean.iloc[i].to_dict(), None if i in no_face_set else looks[identity_index[i]],
                  (params.seed, 2, i), params.jpeg_quality)
-            for i in range(n) if i not in copies]
+            for i in range(n) if i not in copies)
     landmarks = np.zeros((n, 10), dtype=np.int32)
     data: dict[int, bytes] = {}
     workers = workers or os.cpu_count() or 1
@@ -247,13 +248,8 @@ def generate(out: Path | str, params: SyntheticParams, workers: int = 0, progres
             data[index] = blob
         bar.update()
 
-    if workers == 1:
-        for job in jobs:
-            store(*_render(job))
-    else:
-        with ProcessPoolExecutor(workers) as pool:
-            for result in pool.map(_render, jobs, chunksize=64):
-                store(*result)
+    for result in imap(_render, jobs, total=n - len(copies), workers=workers, progress=False):
+        store(*result)
     near_kinds = {}
     for src, dst in exact_pairs:
         store(dst, data[src], landmarks[src])
