@@ -40,7 +40,7 @@ def _data_stages(cwd: Path, raw: Path) -> None:
     for name, args in [
         ("dedupe", ["--raw", str(raw), "--out", "clean", "--reports", "reports/dedupe"]),
         ("split", ["--clean", "clean", "--out", "split", "--reports", "reports/split"]),
-        ("preprocess", ["--raw", str(raw), "--split", "split", "--out", "shards"]),
+        ("preprocess", ["--raw", str(raw), "--split", "split", "--out", "shards", "--reports", "reports/preprocess"]),
     ]:
         result = stage(name, *args, cwd=cwd)
         assert result.returncode == 0, result.stderr
@@ -56,6 +56,7 @@ def test_data_stages_end_to_end(workdir, synthetic_raw):
     for png in ("groups.png", "dropped.png"):
         assert (workdir / "reports/dedupe" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     manifest = json.loads((workdir / "shards/manifest.json").read_text())
+    assert "git_commit" not in manifest and "git_commit" in json.loads((workdir / "reports/preprocess/run.json").read_text())
     kept = pd.read_parquet(workdir / "clean/manifest.parquet")
     assert sum(s["rows"] for s in manifest["splits"].values()) == len(kept) == summary["images_kept"]
     for split, entry in manifest["splits"].items():
@@ -112,7 +113,7 @@ def test_corrupt_image_after_cleaning_fails_preprocess_without_partial_shards(wo
     before = {p.name: p.read_bytes() for p in (workdir / "shards").iterdir()}
     victim = pd.read_parquet(workdir / "split/manifest.parquet").index[3]
     rewrite_images(raw_copy, replace={victim: b"\xff\xd8\xff garbage"})
-    result = stage("preprocess", "--raw", str(raw_copy), "--split", "split", "--out", "shards", cwd=workdir)
+    result = stage("preprocess", "--raw", str(raw_copy), "--split", "split", "--out", "shards", "--reports", "reports/preprocess", cwd=workdir)
     assert result.returncode == 1 and f"{victim}: cannot decode image" in result.stderr
     assert {p.name: p.read_bytes() for p in (workdir / "shards").iterdir()} == before
     assert not list(workdir.glob(".shards.tmp-*"))
