@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -234,7 +233,6 @@ def generate(out: Path | str, params: SyntheticParams, workers: int = 0, progres
             for i in range(n) if i not in copies)
     landmarks = np.zeros((n, 10), dtype=np.int32)
     data: dict[int, bytes] = {}
-    workers = workers or os.cpu_count() or 1
     bar = tqdm(total=n, desc="synthetic images", unit="img", disable=not progress)
     keep = set(exact_src) | set(near_src) | set(unreadable)
     broken = set(unreadable)
