@@ -21,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from dvc.repo import Repo  # noqa: E402
 import psutil  # noqa: E402
 import yaml  # noqa: E402
 
@@ -31,16 +32,9 @@ STAGES = ("download", "dedupe", "split", "preprocess")
 
 
 def commands(stages: dict) -> dict[str, str]:
-    """The stage commands of dvc.yaml with its path variables filled in."""
-    spec = yaml.safe_load((REPO / "dvc.yaml").read_text())
-    paths = next(v["paths"] for v in spec["vars"] if "paths" in v)
-    out = {}
-    for name in stages:
-        cmd = spec["stages"][name]["cmd"]
-        for key, value in paths.items():
-            cmd = cmd.replace("${paths.%s}" % key, value)
-        out[name] = cmd
-    return out
+    """The stage commands of dvc.yaml, as DVC resolves its variables."""
+    with Repo(str(REPO)) as dvc:
+        return {name: dvc.stage.collect(name)[0].cmd for name in stages}
 
 
 def run(cmd: str, cwd: Path, env: dict) -> tuple[float, float, str]:

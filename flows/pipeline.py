@@ -45,6 +45,8 @@ class _Run:
 
     def __init__(self, repo: Path, args: list[str], stages: list[str]):
         self.repo, self.args, self.stages = repo, args, stages
+        # Resolved before DVC starts, so nothing reads the project's DVC state during its run.
+        self.live_metrics = results.stage_files(repo, "train", metrics_only=True)[0] if "train" in stages else None
         self.current = DvcRun(args, repo, stages)
 
     def restart(self) -> DvcRun:
@@ -56,13 +58,13 @@ class _Run:
 class _Progress:
     """Training progress in the UI: a progress artifact and a table that follows dvclive's metrics file."""
 
-    def __init__(self, repo: Path, started: float):
-        self.repo, self.started = repo, started
+    def __init__(self, repo: Path, live_metrics: Path, started: float):
+        self.repo, self.live_metrics, self.started = repo, live_metrics, started
         self.artifact = None
         self.last = None
 
     def tick(self) -> None:
-        row = results.training_progress(self.repo, self.started)
+        row = results.training_progress(self.repo, self.live_metrics, self.started)
         if row is None or row == self.last:
             return
         self.last = row
@@ -85,7 +87,7 @@ def run_stage(run: _Run, stage: str) -> str:
     if stage in RETRIED and dvc.ended and dvc.status(stage) == "failed":
         logger.info("retrying: starting the DVC command again")
         dvc = run.restart()
-    progress = _Progress(run.repo, time.time()) if stage == "train" else None
+    progress = _Progress(run.repo, run.live_metrics, time.time()) if stage == "train" else None
     for line in dvc.follow(stage, every=2.0, tick=progress.tick if progress else None):
         if line.strip():
             logger.info(line)

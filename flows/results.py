@@ -1,41 +1,35 @@
 """What the flows publish, read from the files DVC tracks: training progress, metrics tables, metrics diffs.
 
-Pure Python (no Prefect); every path comes from dvc.yaml, where it is declared once.
+Pure Python (no Prefect); every path comes from dvc.yaml, where it is declared once, read through DVC.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
 import pandas as pd
 import yaml
+from dvc.repo import Repo
 
 from flows.dvcrun import dvc_env
 
 
-def stage_files(repo: Path, stage: str, kind: str) -> list[Path]:
-    """The ``kind`` entries (outs, metrics, ...) of a stage in dvc.yaml, as paths in ``repo``."""
-    spec = yaml.safe_load((repo / "dvc.yaml").read_text())
-    paths = next((v["paths"] for v in spec.get("vars", []) if isinstance(v, dict) and "paths" in v), {})
-    entries = spec["stages"].get(stage, {}).get(kind, [])
-    out = []
-    for entry in entries:
-        name = entry if isinstance(entry, str) else next(iter(entry))
-        for key, value in paths.items():
-            name = name.replace("${paths.%s}" % key, value)
-        out.append(repo / name)
-    return out
+def stage_files(repo: Path, stage: str, metrics_only: bool = False) -> list[Path]:
+    """A stage's outputs (or only its metrics files) in ``repo``, as DVC itself resolves dvc.yaml's variables."""
+    with Repo(os.fspath(repo)) as dvc:
+        outs = dvc.stage.collect(stage)[0].outs
+    return [repo / out.def_path for out in outs if out.metric or not metrics_only]
 
 
-def training_progress(repo: Path, since: float) -> dict | None:
+def training_progress(repo: Path, live_metrics: Path, since: float) -> dict | None:
     """Epoch, losses and accuracies of the running train stage from dvclive's metrics file, once it is fresh."""
-    files = [p for p in stage_files(repo, "train", "metrics") if p.exists() and p.stat().st_mtime >= since]
-    if not files:
+    if not live_metrics.exists() or live_metrics.stat().st_mtime < since:
         return None
     try:
-        live = json.loads(files[0].read_text())
+        live = json.loads(live_metrics.read_text())
     except json.JSONDecodeError:  # caught mid-write; the next tick reads it whole
         return None
     params = yaml.safe_load((repo / "params.yaml").read_text())
@@ -52,7 +46,7 @@ def training_progress(repo: Path, since: float) -> dict | None:
 
 def metrics_table(repo: Path) -> list[dict]:
     """Headline, then per-attribute test accuracy against the majority-class baseline."""
-    metrics_file = stage_files(repo, "evaluate", "metrics")[0]
+    metrics_file = stage_files(repo, "evaluate", metrics_only=True)[0]
     summary = json.loads(metrics_file.read_text())
     per_attribute = metrics_file.parent / "per_attribute.csv"
     test = summary["test"]
@@ -67,7 +61,7 @@ def metrics_table(repo: Path) -> list[dict]:
 
 
 def headline(repo: Path) -> dict:
-    summary = json.loads(stage_files(repo, "evaluate", "metrics")[0].read_text())
+    summary = json.loads(stage_files(repo, "evaluate", metrics_only=True)[0].read_text())
     return {"test_mean_accuracy": summary["test"]["mean_accuracy"], "val_mean_accuracy": summary["val"]["mean_accuracy"],
             "gender_fair_score": summary["test"]["gender_fair_score"],
             "majority_baseline": summary["test"]["majority_baseline"]}
@@ -84,4 +78,4 @@ def metrics_diff_markdown(repo: Path, against: str = "HEAD") -> str:
 
 def report_page(repo: Path) -> Path:
     """The one-page report the report stage writes."""
-    return next(p for p in stage_files(repo, "report", "outs") if p.suffix == ".md")
+    return next(p for p in stage_files(repo, "report") if p.suffix == ".md")
