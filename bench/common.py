@@ -1,13 +1,17 @@
-"""What every benchmark shares: the machine's description, warmed-up timing, and the ratio line."""
+"""What every benchmark shares: the machine's description, the images to time, warmed-up timing, and the ratio line."""
 
 from __future__ import annotations
 
 import os
 import platform
-import resource
-import subprocess
 import time
+from pathlib import Path
 from typing import Callable
+
+import pandas as pd
+
+from faceattrs import synthetic
+from faceattrs.cleaning import load_raw
 
 
 def machine() -> str:
@@ -23,6 +27,12 @@ def machine() -> str:
 
     return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}, "
             f"{time.strftime('%Y-%m-%d')}")
+
+
+def readable_images(raw: Path, n: int) -> pd.DataFrame:
+    """The first ``n`` images of a raw folder (the published label table), less those the synthetic truth lists as unreadable."""
+    unreadable = set(synthetic.read_truth(raw)["unreadable"]) if (raw / synthetic.TRUTH_FILE).exists() else set()
+    return load_raw(raw).drop(index=list(unreadable), errors="ignore").iloc[:n]
 
 
 def rate(fn: Callable[[], int], warmup: Callable[[], object] | None = None, repeat: int = 3) -> float:
@@ -42,15 +52,3 @@ def report(name: str, baseline: float, ours: float, unit: str = "img/s", target:
     verdict = "" if target is None else (f"  (target {target}x: {'met' if ratio >= target else 'NOT met'})")
     print(f"{name}: baseline {baseline:,.0f} {unit}, ours {ours:,.0f} {unit}, ratio {ratio:.2f}x{verdict}")
     return ratio
-
-
-def peak_rss_mb(children: bool = False) -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF)
-    return usage.ru_maxrss / 1024
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        return "unknown"

@@ -22,10 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from bench.common import machine  # noqa: E402
-from faceattrs import optim, shards, synthetic  # noqa: E402
+from bench.common import machine, readable_images  # noqa: E402
+from faceattrs import optim, shards  # noqa: E402
 from faceattrs.archive import ImageArchive  # noqa: E402
-from faceattrs.cleaning import load_raw  # noqa: E402
 from faceattrs.loader import ShardDataset, loader  # noqa: E402
 from faceattrs.params import parse_params  # noqa: E402
 from faceattrs.targets import from_params  # noqa: E402
@@ -74,8 +73,7 @@ def main() -> None:
     height, width = args.size
     needed = args.images or args.batch * (args.steps + args.warmup)
     archive = ImageArchive.of(args.raw)
-    bad = set(synthetic.read_truth(args.raw)["unreadable"]) if (args.raw / synthetic.TRUTH_FILE).exists() else set()
-    rows = load_raw(args.raw).drop(index=list(bad), errors="ignore").iloc[:needed]
+    rows = readable_images(args.raw, needed)
     print(f"{machine()}, device {device}"
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
     print(f"{args.model} at {height}x{width}, batch {args.batch}, {args.steps} steps after {args.warmup}, "

@@ -19,10 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from PIL import Image  # noqa: E402
 
-from bench.common import machine, rate, report  # noqa: E402
-from faceattrs import shards, synthetic  # noqa: E402
+from bench.common import machine, rate, readable_images, report  # noqa: E402
+from faceattrs import shards  # noqa: E402
 from faceattrs.archive import ImageArchive  # noqa: E402
-from faceattrs.cleaning import load_raw  # noqa: E402
 from faceattrs.params import load_params  # noqa: E402
 
 
@@ -35,8 +34,7 @@ def main() -> None:
     params = load_params("params.yaml").preprocess
     spec = shards.ImageSpec(params.crop, params.size, params.format, params.jpeg_quality, params.decode)
     archive = ImageArchive.of(args.raw)
-    unreadable = set(synthetic.read_truth(args.raw)["unreadable"]) if (args.raw / synthetic.TRUTH_FILE).exists() else set()
-    rows = load_raw(args.raw).drop(index=list(unreadable), errors="ignore").iloc[:args.images]
+    rows = readable_images(args.raw, args.images)
     height, width = spec.size
     print(f"{machine()}\n{len(rows)} images, crop {list(spec.crop) if spec.crop else None}, size {height}x{width}, "
           f"JPEG q{spec.jpeg_quality}, decode {spec.decode}, {args.workers} workers")
