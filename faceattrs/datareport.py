@@ -11,23 +11,21 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from faceattrs import atomic  # noqa: E402
+from faceattrs import atomic, splits  # noqa: E402
 from faceattrs.celeba import ATTRIBUTES  # noqa: E402
-from faceattrs.splits import SPLITS  # noqa: E402
 
 COLORS = {"train": "#4C72B0", "val": "#DD8452", "test": "#55A868"}
 
 
 def positive_rates(manifest: pd.DataFrame) -> pd.DataFrame:
     """Share of positive labels: one row per attribute, one column per split present."""
-    present = [s for s in SPLITS if (manifest["split"] == s).any()]
-    return (manifest.groupby("split")[list(ATTRIBUTES)].mean().T[present]).rename_axis("attribute")
+    return splits.positive_rates(manifest, manifest["split"]).dropna(axis=1, how="all")
 
 
 def shift_table(rates: pd.DataFrame) -> pd.DataFrame:
     """How far each attribute's positive rate moves between splits, largest shift first."""
     table = rates.copy()
-    table["max_shift"] = rates.max(axis=1) - rates.min(axis=1)
+    table["max_shift"] = splits.rate_shift(rates)
     if {"train", "test"} <= set(rates.columns):
         table["test_minus_train"] = rates["test"] - rates["train"]
         # Relative to the rarer side: a 1-point move matters more for a 2% attribute.
