@@ -13,6 +13,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
+from faceattrs.loader import epoch_generator
+
 
 @dataclass(frozen=True)
 class World:
@@ -81,7 +83,7 @@ class RankSampler(Sampler[int]):
     def _order(self) -> torch.Tensor:
         if not self.shuffle:
             return torch.arange(self.n)
-        return torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
+        return torch.randperm(self.n, generator=epoch_generator(self.seed, self.epoch))
 
     def __iter__(self):
         return iter(self._order()[self.world.rank::self.world.size].tolist())

@@ -67,11 +67,15 @@ def decode_batch(images: list[torch.Tensor], device: torch.device) -> torch.Tens
     return torch.stack(decode_jpeg(images, mode=ImageReadMode.RGB, device=device))
 
 
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The random source of one epoch's sample order (and its loader workers' seeds)."""
+    return torch.Generator().manual_seed(seed * 100_003 + epoch)
+
+
 def loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int, epoch: int, workers: int,
            pin_memory: bool = False, sampler=None) -> DataLoader:
     """A DataLoader whose order is a pure function of (seed, epoch), so a resumed run sees the same batches."""
-    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
-                      num_workers=workers, generator=generator, pin_memory=pin_memory,
+                      num_workers=workers, generator=epoch_generator(seed, epoch), pin_memory=pin_memory,
                       persistent_workers=False, drop_last=False,
                       collate_fn=collate_encoded if getattr(dataset, "encoded", False) else None)
