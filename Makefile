@@ -1,15 +1,31 @@
-# The two set-up commands of the README, and a few conveniences.
+# The two set-up commands of the README (make repro, make test), and a few conveniences.
 export DVC_NO_ANALYTICS := 1
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-PYTHON ?= python3
-INSTALL = $(PYTHON) -m pip install -q -e ".[test]"
+SYSTEM_PYTHON ?= python3
+# Inside a virtual environment, install into it. Otherwise make .venv and use it: systems that
+# follow PEP 668 (current Debian and Ubuntu) refuse pip installs into their own Python.
+IN_VENV := $(shell $(SYSTEM_PYTHON) -c 'import sys; print(int(sys.prefix != sys.base_prefix))')
+ifeq ($(IN_VENV),1)
+  PYTHON := $(SYSTEM_PYTHON)
+  VENV_PYTHON :=
+else
+  VENV := $(CURDIR)/.venv
+  PYTHON := $(VENV)/bin/python
+  VENV_PYTHON := $(PYTHON)
+  # DVC runs each stage's `python -m stages...` through the shell: the venv's python must come first.
+  export PATH := $(VENV)/bin:$(PATH)
+  export VIRTUAL_ENV := $(VENV)
+endif
 
-.PHONY: install browser repro test test-all prefect-server flow sweep bench
+.PHONY: install browser lint repro test test-all prefect-server flow sweep bench
 
-install:
-	$(INSTALL)
+$(VENV)/bin/python:
+	$(SYSTEM_PYTHON) -m venv $(VENV)
+
+install: $(VENV_PYTHON)
+	$(PYTHON) -m pip install -q -e ".[test]"
 
 # The page tests render in headless Chromium; Debian's package, where it can be installed.
 browser:
@@ -18,13 +34,17 @@ browser:
 	    { apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; }; } || \
 	  echo "chromium is not installed and could not be: the browser tests will skip"
 
-repro: install
-	dvc repro
+lint:
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
 
-test: install browser
+repro: install
+	$(PYTHON) -m dvc repro
+
+test: install browser lint
 	$(PYTHON) -m pytest
 
-test-all: install browser
+test-all: install browser lint
 	$(PYTHON) -m pytest -m ""
 
 # Prefect: this project's server on 127.0.0.1 (state in .prefect/), the pipeline flow, a sweep.

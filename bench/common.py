@@ -5,33 +5,36 @@ from __future__ import annotations
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 
-from faceattrs import synthetic
-from faceattrs.cleaning import load_raw
+from faceattrs.cleaning.clean import load_raw
+from faceattrs.synthetic.truth import TRUTH_FILE, read_truth
 
 
 def machine() -> str:
     cpu = platform.processor() or "cpu"
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
     except OSError:
         pass
     import torch
 
-    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}, "
-            f"{time.strftime('%Y-%m-%d')}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}, "
+        f"{time.strftime('%Y-%m-%d')}"
+    )
 
 
 def readable_images(raw: Path, n: int) -> pd.DataFrame:
-    """The first ``n`` images of a raw folder (the published label table), less those the synthetic truth lists as unreadable."""
-    unreadable = set(synthetic.read_truth(raw)["unreadable"]) if (raw / synthetic.TRUTH_FILE).exists() else set()
+    """The first ``n`` images of a raw folder's label table, less those the synthetic truth lists as unreadable."""
+    unreadable = set(read_truth(raw)["unreadable"]) if (raw / TRUTH_FILE).exists() else set()
     return load_raw(raw).drop(index=list(unreadable), errors="ignore").iloc[:n]
 
 

@@ -21,11 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dvc.repo import Repo  # noqa: E402
-import psutil  # noqa: E402
-import yaml  # noqa: E402
+import psutil
+import yaml
+from dvc.repo import Repo
 
-from bench.common import machine  # noqa: E402
+from bench.common import machine
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("download", "dedupe", "split", "preprocess")
@@ -40,8 +40,8 @@ def commands(stages: dict) -> dict[str, str]:
 def run(cmd: str, cwd: Path, env: dict) -> tuple[float, float, str]:
     """Wall seconds, peak memory of the process tree in MB, and the output of one stage command."""
     start = time.perf_counter()
-    log = open(cwd / "stage.log", "w")
-    process = subprocess.Popen(cmd, shell=True, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    with open(cwd / "stage.log", "w") as log:  # the child keeps its own copy of the handle
+        process = subprocess.Popen(cmd, shell=True, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
     root, peak = psutil.Process(process.pid), 0
     while process.poll() is None:
         try:
@@ -79,11 +79,16 @@ def main() -> None:
         wall, peak, text = run(cmd, work, env)
         results[name] = {"wall_s": round(wall, 1), "peak_pss_mb": round(peak), "said": text.strip().splitlines()[-1]}
         print(f"  {name:10s} {wall:8.1f} s  peak {peak:7.0f} MB (PSS)  | {results[name]['said']}")
-    sizes = {d: sum(f.stat().st_size for f in (work / "data" / d).rglob("*") if f.is_file()) / 2**20
-             for d in ("raw", "clean", "split", "shards")}
+    sizes = {
+        d: sum(f.stat().st_size for f in (work / "data" / d).rglob("*") if f.is_file()) / 2**20
+        for d in ("raw", "clean", "split", "shards")
+    }
     print("  on disk: " + ", ".join(f"data/{d} {mb:,.0f} MB" for d, mb in sizes.items()))
     total = sum(r["wall_s"] for r in results.values())
-    print(f"  total {total:.0f} s; preprocess peak under 1 GB: {'yes' if results['preprocess']['peak_pss_mb'] < 1024 else 'NO'}")
+    print(
+        f"  total {total:.0f} s; preprocess peak under 1 GB: "
+        f"{'yes' if results['preprocess']['peak_pss_mb'] < 1024 else 'NO'}"
+    )
     (work / "bench.json").write_text(json.dumps(results, indent=2))
     if not args.keep:
         shutil.rmtree(work)

@@ -20,15 +20,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from bench.common import machine, readable_images  # noqa: E402
-from faceattrs import optim, shards  # noqa: E402
-from faceattrs.archive import ImageArchive  # noqa: E402
-from faceattrs.loader import ShardDataset, loader  # noqa: E402
-from faceattrs.params import parse_params  # noqa: E402
-from faceattrs.targets import from_params  # noqa: E402
-from faceattrs.training import build, model_step, resolve_device  # noqa: E402
+from bench.common import machine, readable_images
+from faceattrs.core.params import parse_params
+from faceattrs.data import shards
+from faceattrs.data.archive import ImageArchive
+from faceattrs.training import optim
+from faceattrs.training.loader import ShardDataset, loader
+from faceattrs.training.loop import build, model_step, resolve_device
+from faceattrs.training.targets import from_params
 
 
 def steps_per_second(ctx, optimizer, batches, steps: int, warmup: int) -> float:
@@ -64,20 +65,32 @@ def main() -> None:
     p.add_argument("--compile", action="store_true")
     p.add_argument("--raw", type=Path, default=Path("data/raw"))
     p.add_argument("--images", type=int, default=0, help="images to shard (0: enough for the steps)")
-    p.add_argument("--timm-reference", type=float, default=0.0,
-                   help="timm's published training images/s for this model, to print the ratio against")
+    p.add_argument(
+        "--timm-reference",
+        type=float,
+        default=0.0,
+        help="timm's published training images/s for this model, to print the ratio against",
+    )
     args = p.parse_args()
     device = resolve_device(args.device)
-    params = parse_params({"model": {"backbone": args.model}, "train": {"batch_size": args.batch, "compile": args.compile},
-                           "augment": {"hflip": 0.5}})
+    params = parse_params(
+        {
+            "model": {"backbone": args.model},
+            "train": {"batch_size": args.batch, "compile": args.compile},
+            "augment": {"hflip": 0.5},
+        }
+    )
     height, width = args.size
     needed = args.images or args.batch * (args.steps + args.warmup)
     archive = ImageArchive.of(args.raw)
     rows = readable_images(args.raw, needed)
-    print(f"{machine()}, device {device}"
-          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
-    print(f"{args.model} at {height}x{width}, batch {args.batch}, {args.steps} steps after {args.warmup}, "
-          f"decode on {args.decode_on}, {args.workers} workers, {len(rows)} images")
+    print(
+        f"{machine()}, device {device}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
+    )
+    print(
+        f"{args.model} at {height}x{width}, batch {args.batch}, {args.steps} steps after {args.warmup}, "
+        f"decode on {args.decode_on}, {args.workers} workers, {len(rows)} images"
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         spec = shards.ImageSpec(None, (height, width), "jpeg", 90, "reduced")
@@ -102,8 +115,11 @@ def main() -> None:
 
         synthetic_rate = steps_per_second(ctx, optimizer, fake(), args.steps, args.warmup)
         loader_rate = steps_per_second(ctx, optimizer, real(), args.steps, args.warmup)
-    print(f"random tensors on the device: {synthetic_rate:,.0f} img/s; fed from shards: {loader_rate:,.0f} img/s; "
-          f"ratio {loader_rate / synthetic_rate:.2f} (target 0.90: {'met' if loader_rate / synthetic_rate >= 0.9 else 'NOT met'})")
+    print(
+        f"random tensors on the device: {synthetic_rate:,.0f} img/s; fed from shards: {loader_rate:,.0f} img/s; "
+        f"ratio {loader_rate / synthetic_rate:.2f} "
+        f"(target 0.90: {'met' if loader_rate / synthetic_rate >= 0.9 else 'NOT met'})"
+    )
     print(f"one epoch of CelebA's 162,770 training images: {162_770 / loader_rate / 60:.1f} min")
     if args.timm_reference:
         print(f"against timm's published {args.timm_reference:,.0f} img/s: {loader_rate / args.timm_reference:.2f}")

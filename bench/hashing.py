@@ -21,18 +21,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import imagehash  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+import imagehash
+import numpy as np
+from PIL import Image
 
-from bench.common import machine, rate, report  # noqa: E402
-from faceattrs import dedupe, synthetic  # noqa: E402
-from faceattrs.archive import ImageArchive  # noqa: E402
-from faceattrs.cleaning import clean_and_score  # noqa: E402
-from faceattrs.params import DedupeParams  # noqa: E402
+from bench.common import machine, rate, report
+from faceattrs.cleaning import duplicates
+from faceattrs.cleaning.clean import clean_and_score
+from faceattrs.core.params import DedupeParams
+from faceattrs.data.archive import ImageArchive
+from faceattrs.synthetic.truth import read_truth
 
 
-def imagehash_check(name: str, data: bytes, hash_size: int = 8) -> dedupe.ImageCheck:
+def imagehash_check(name: str, data: bytes, hash_size: int = 8) -> duplicates.ImageCheck:
     """The dedupe check built the plain way: PIL full decode and imagehash.phash."""
     import hashlib
 
@@ -41,15 +42,15 @@ def imagehash_check(name: str, data: bytes, hash_size: int = 8) -> dedupe.ImageC
         with Image.open(io.BytesIO(data)) as img:
             img.load()
             bits = imagehash.phash(img, hash_size=hash_size).hash.ravel()
-            thumb = img.convert("L").resize((dedupe.THUMB, dedupe.THUMB), Image.BOX).tobytes()
+            thumb = img.convert("L").resize((duplicates.THUMB, duplicates.THUMB), Image.BOX).tobytes()
     except Exception as err:
-        return dedupe.ImageCheck(name, sha, None, None, f"corrupt: {err}")
-    return dedupe.ImageCheck(name, sha, np.packbits(bits).tobytes(), thumb, None)
+        return duplicates.ImageCheck(name, sha, None, None, f"corrupt: {err}")
+    return duplicates.ImageCheck(name, sha, np.packbits(bits).tobytes(), thumb, None)
 
 
 def all_pairs(packed: np.ndarray, radius: int, block: int = 512):
     """Every pair within ``radius``, by comparing each hash with every later one."""
-    words = dedupe._words(packed)
+    words = duplicates._words(packed)
     found = []
     for start in range(0, len(words), block):
         stop = min(start + block, len(words))
@@ -66,7 +67,7 @@ def random_hashes(n: int, rng: np.random.Generator, planted: int, radius: int) -
     bits = rng.integers(0, 2, size=(n, 64), dtype=np.uint8)
     src = rng.choice(n, size=planted, replace=False)
     dst = rng.choice(np.setdiff1d(np.arange(n), src), size=planted, replace=False)
-    for s, d in zip(src, dst):
+    for s, d in zip(src, dst, strict=True):
         flip = rng.choice(64, size=int(rng.integers(1, radius + 1)), replace=False)
         bits[d] = bits[s]
         bits[d, flip] ^= 1
@@ -85,8 +86,8 @@ def main() -> None:
 
     # 1. Per-core speed on the same images, bytes already in memory for both.
     archive = ImageArchive.of(args.raw)
-    truth = synthetic.read_truth(args.raw)
-    names = [n for n in archive.names() if n not in set(truth["unreadable"])][:args.images]
+    truth = read_truth(args.raw)
+    names = [n for n in archive.names() if n not in set(truth["unreadable"])][: args.images]
     blobs = [archive.read(n) for n in names]
 
     def plain() -> int:
@@ -95,8 +96,8 @@ def main() -> None:
         return len(blobs)
 
     def ours() -> int:
-        for name, data in zip(names, blobs):
-            dedupe.check_image(name, data)
+        for name, data in zip(names, blobs, strict=True):
+            duplicates.check_image(name, data)
         return len(blobs)
 
     base, fast = rate(plain, warmup=plain), rate(ours, warmup=ours)
@@ -106,13 +107,15 @@ def main() -> None:
     # 2. What each finds against the planted truth, through the same grouping.
     params = DedupeParams()
     scores = {}
-    for label, check in (("imagehash", imagehash_check), ("ours", dedupe.check_image)):
-        original = dedupe.check_image
-        dedupe.check_image = check
+    for label, check in (("imagehash", imagehash_check), ("ours", duplicates.check_image)):
+        original = duplicates.check_image
+        duplicates.check_image = check
         try:
-            scores[label] = clean_and_score(args.raw, params, workers=2, progress=False).summary["against_planted_truth"]
+            scores[label] = clean_and_score(args.raw, params, workers=2, progress=False).summary[
+                "against_planted_truth"
+            ]
         finally:
-            dedupe.check_image = original
+            duplicates.check_image = original
     print(f"against the planted truth of {args.raw} (max_distance {params.max_distance}):")
     for key in scores["ours"]:
         a, b = scores["imagehash"][key], scores["ours"][key]
@@ -122,18 +125,21 @@ def main() -> None:
     rng = np.random.default_rng(0)
     packed = random_hashes(args.hashes, rng, planted=2000, radius=args.radius)
     start = time.perf_counter()
-    i, j, _ = dedupe.near_pairs(packed, args.radius)
+    found, _, _ = duplicates.near_pairs(packed, args.radius)
     index_s = time.perf_counter() - start
-    sub = packed[:args.subsample]
+    sub = packed[: args.subsample]
     start = time.perf_counter()
     brute = all_pairs(sub, args.radius)
     brute_s = time.perf_counter() - start
-    si, sj, _ = dedupe.near_pairs(sub, args.radius)
-    assert {tuple(x) for x in brute.tolist()} == set(zip(si.tolist(), sj.tolist())), "index and all-pairs disagree"
+    si, sj, _ = duplicates.near_pairs(sub, args.radius)
+    index_pairs = set(zip(si.tolist(), sj.tolist(), strict=True))
+    assert {tuple(x) for x in brute.tolist()} == index_pairs, "index and all-pairs disagree"
     scaled = brute_s * (args.hashes / args.subsample) ** 2
-    print(f"near search over {args.hashes:,} hashes, radius {args.radius}: {index_s:.2f} s, {len(i):,} pairs; "
-          f"all pairs on {args.subsample:,}: {brute_s:.2f} s (same {len(brute):,} pairs as the index), "
-          f"scaled to {args.hashes:,}: {scaled:.0f} s")
+    print(
+        f"near search over {args.hashes:,} hashes, radius {args.radius}: {index_s:.2f} s, {len(found):,} pairs; "
+        f"all pairs on {args.subsample:,}: {brute_s:.2f} s (same {len(brute):,} pairs as the index), "
+        f"scaled to {args.hashes:,}: {scaled:.0f} s"
+    )
     print(f"near search: all pairs (scaled) {scaled:.0f} s, multi-index {index_s:.2f} s, ratio {scaled / index_s:.0f}x")
     print(f"under 5 s at {args.hashes:,}: {'yes' if index_s < 5 else 'NO'}")
 

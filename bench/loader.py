@@ -15,18 +15,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
-import torchvision  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
-from torchvision import transforms  # noqa: E402
+import torch
+import torchvision
+from torch.utils.data import DataLoader
+from torchvision import transforms
 
-from bench.common import machine, rate, report  # noqa: E402
-from faceattrs import celeba, shards  # noqa: E402
-from faceattrs.archive import ImageArchive  # noqa: E402
-from faceattrs.cleaning import load_raw  # noqa: E402
-from faceattrs.loader import ShardDataset, loader  # noqa: E402
-from faceattrs.params import load_params  # noqa: E402
-from faceattrs.targets import from_params  # noqa: E402
+from bench.common import machine, rate, report
+from faceattrs.cleaning.clean import load_raw
+from faceattrs.core.params import load_params
+from faceattrs.data import (
+    celeba,
+    shards,
+)
+from faceattrs.data.archive import ImageArchive
+from faceattrs.training.loader import ShardDataset, loader
+from faceattrs.training.targets import from_params
 
 
 class _CelebA(torchvision.datasets.CelebA):
@@ -56,8 +59,10 @@ def main() -> None:
         if len(readable) == args.images:
             break
     rows = frame.loc[readable]
-    print(f"{machine()}\n{len(rows)} images, crop {list(crop) if crop else None}, size {height}x{width}, "
-          f"{args.workers} workers, batch {args.batch}")
+    print(
+        f"{machine()}\n{len(rows)} images, crop {list(crop) if crop else None}, size {height}x{width}, "
+        f"{args.workers} workers, batch {args.batch}"
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -72,15 +77,20 @@ def main() -> None:
             table = (args.raw / name).read_text().splitlines()
             keep = set(rows.index)
             head = [line for line in table[:2] if not line.split()[0].endswith(".jpg")]
-            (folder / name).write_text("\n".join(head + [l for l in table if l.split() and l.split()[0] in keep]) + "\n")
+            (folder / name).write_text(
+                "\n".join(head + [row for row in table if row.split() and row.split()[0] in keep]) + "\n"
+            )
         spec = shards.ImageSpec(crop, (height, width), params.format, params.jpeg_quality, params.decode)
         shard_dir = root / "shards"
-        shards.write_split(rows, archive, shard_dir, "train", spec, params.rows_per_shard, workers=args.workers,
-                           progress=False)
+        shards.write_split(
+            rows, archive, shard_dir, "train", spec, params.rows_per_shard, workers=args.workers, progress=False
+        )
 
         steps = [transforms.Lambda(lambda img: img.crop(crop))] if crop else []
-        steps += [transforms.Resize((height, width), interpolation=transforms.InterpolationMode.BICUBIC),
-                  transforms.ToTensor()]
+        steps += [
+            transforms.Resize((height, width), interpolation=transforms.InterpolationMode.BICUBIC),
+            transforms.ToTensor(),
+        ]
         tv = _CelebA(str(root), split="train", target_type="attr", transform=transforms.Compose(steps), download=False)
         assert len(tv) == len(rows)
         tv_loader = DataLoader(tv, batch_size=args.batch, shuffle=False, num_workers=args.workers)

@@ -17,12 +17,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from PIL import Image  # noqa: E402
+from PIL import Image
 
-from bench.common import machine, rate, readable_images, report  # noqa: E402
-from faceattrs import shards  # noqa: E402
-from faceattrs.archive import ImageArchive  # noqa: E402
-from faceattrs.params import load_params  # noqa: E402
+from bench.common import machine, rate, readable_images, report
+from faceattrs.core.params import load_params
+from faceattrs.data import shards
+from faceattrs.data.archive import ImageArchive
 
 
 def main() -> None:
@@ -36,8 +36,10 @@ def main() -> None:
     archive = ImageArchive.of(args.raw)
     rows = readable_images(args.raw, args.images)
     height, width = spec.size
-    print(f"{machine()}\n{len(rows)} images, crop {list(spec.crop) if spec.crop else None}, size {height}x{width}, "
-          f"JPEG q{spec.jpeg_quality}, decode {spec.decode}, {args.workers} workers")
+    print(
+        f"{machine()}\n{len(rows)} images, crop {list(spec.crop) if spec.crop else None}, size {height}x{width}, "
+        f"JPEG q{spec.jpeg_quality}, decode {spec.decode}, {args.workers} workers"
+    )
 
     def baseline() -> int:
         out = []
@@ -52,9 +54,18 @@ def main() -> None:
         return len(out)
 
     with tempfile.TemporaryDirectory() as tmp:
+
         def ours() -> int:
-            entries = shards.write_split(rows, archive, Path(tmp) / "shards", "train", spec, params.rows_per_shard,
-                                         workers=args.workers, progress=False)
+            entries = shards.write_split(
+                rows,
+                archive,
+                Path(tmp) / "shards",
+                "train",
+                spec,
+                params.rows_per_shard,
+                workers=args.workers,
+                progress=False,
+            )
             return sum(e["rows"] for e in entries)
 
         base = rate(baseline, warmup=baseline, repeat=2)

@@ -1,9 +1,9 @@
 """Command line for the flows: start this project's Prefect server, run the pipeline or a sweep, serve them.
 
-    python -m flows server                         # Prefect UI at http://127.0.0.1:4200
-    python -m flows pipeline [-S loss.gamma=3 ...] [--name NAME]
-    python -m flows sweep -g "loss.gamma=[0,1,2,3]" -g "augment.mixup_alpha=[0,0.2]"
-    python -m flows serve                          # both flows as deployments, run from the UI
+python -m flows server                         # Prefect UI at http://127.0.0.1:4200
+python -m flows pipeline [-S loss.gamma=3 ...] [--name NAME]
+python -m flows sweep -g "loss.gamma=[0,1,2,3]" -g "augment.mixup_alpha=[0,0.2]"
+python -m flows serve                          # both flows as deployments, run from the UI
 """
 
 from __future__ import annotations
@@ -24,17 +24,22 @@ def _use_project_server(port: int) -> None:
     if os.environ.get("PREFECT_API_URL"):
         return
     if server.healthy(server.api_url(port)):
-        os.environ.update({k: v for k, v in server.server_env(HOME, port).items()
-                           if k.startswith("PREFECT_") or k == "DO_NOT_TRACK"})
+        os.environ.update(
+            {k: v for k, v in server.server_env(HOME, port).items() if k.startswith("PREFECT_") or k == "DO_NOT_TRACK"}
+        )
     else:
-        print(f"No Prefect server answers on 127.0.0.1:{port} (start one with `python -m flows server`); "
-              "running against a temporary one, so the run will not stay visible.", file=sys.stderr)
+        print(
+            f"No Prefect server answers on 127.0.0.1:{port} (start one with `python -m flows server`); "
+            "running against a temporary one, so the run will not stay visible.",
+            file=sys.stderr,
+        )
         os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m flows", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m flows", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--port", type=int, default=server.DEFAULT_PORT, help="the project's Prefect server port")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("server", help="run the Prefect server on 127.0.0.1 until interrupted")
@@ -65,9 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         from prefect import serve
 
-        serve(pipeline.to_deployment(name="faceattrs-pipeline", parameters={"repo": str(PROJECT)}),
-              sweep.to_deployment(name="faceattrs-sweep", parameters={"repo": str(PROJECT),
-                                                                       "grid": ["loss.gamma=[0,1,2,3]"]}))
+        serve(
+            pipeline.to_deployment(name="faceattrs-pipeline", parameters={"repo": str(PROJECT)}),
+            sweep.to_deployment(
+                name="faceattrs-sweep", parameters={"repo": str(PROJECT), "grid": ["loss.gamma=[0,1,2,3]"]}
+            ),
+        )
         return 0
     try:
         if args.command == "pipeline":

@@ -12,9 +12,9 @@ import queue
 import re
 import subprocess
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 # How DVC 3 announces a stage; the name is the first group.
 _STARTS = (
@@ -31,14 +31,21 @@ class DvcError(RuntimeError):
 
 def dvc_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment DVC and the stages run in: unbuffered, quiet progress bars, no analytics."""
-    return {**os.environ, "PYTHONUNBUFFERED": "1", "FACEATTRS_PROGRESS": "0", "DVC_NO_ANALYTICS": "1",
-            "DO_NOT_TRACK": "1", **(extra or {})}
+    return {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "FACEATTRS_PROGRESS": "0",
+        "DVC_NO_ANALYTICS": "1",
+        "DO_NOT_TRACK": "1",
+        **(extra or {}),
+    }
 
 
 def planned_stages(repo: Path | str) -> list[str]:
     """Every stage of the pipeline in the order DVC runs them."""
-    result = subprocess.run(["dvc", "repro", "--dry", "--force"], cwd=repo, env=dvc_env(),
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["dvc", "repro", "--dry", "--force"], cwd=repo, env=dvc_env(), capture_output=True, text=True
+    )
     if result.returncode != 0:
         raise DvcError(f"dvc repro --dry in {repo} failed:\n{result.stdout}{result.stderr}")
     stages = [m.group(1) for line in result.stdout.splitlines() if (m := _STARTS[0][0].match(line))]
@@ -68,8 +75,15 @@ class DvcRun:
         self.returncode: int | None = None
         self._current: StageOutput | None = None
         self._ended = threading.Event()
-        self._process = subprocess.Popen(self.args, cwd=self.repo, env=env or dvc_env(), stdout=subprocess.PIPE,
-                                         stderr=subprocess.STDOUT, text=True, bufsize=1)
+        self._process = subprocess.Popen(
+            self.args,
+            cwd=self.repo,
+            env=env or dvc_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+        )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -111,7 +125,7 @@ class DvcRun:
             self._current.finished.set()
 
     def follow(self, stage: str, every: float = 5.0, tick: Callable[[], None] | None = None) -> Iterator[str]:
-        """Lines of ``stage`` as DVC prints them, until it ends; ``tick`` is called every ``every`` seconds meanwhile."""
+        """Lines of ``stage`` as DVC prints them, until it ends; ``tick`` is called every ``every`` seconds."""
         out = self.stages[stage]
         while True:
             try:

@@ -1,4 +1,4 @@
-"""The pipeline flow: `dvc repro` (or `dvc exp run -S ...`) as one Prefect task per DVC stage, with live progress and results.
+"""The pipeline flow: `dvc repro` (or `dvc exp run -S ...`) as one Prefect task per DVC stage, with live results.
 
 DVC runs the pipeline in one process, exactly as typed by hand; the flow follows its
 output and gives each stage its own task, its own logs and its own state, in DVC's
@@ -12,9 +12,14 @@ import time
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.cache_policies import NO_CACHE
-from prefect.artifacts import (create_link_artifact, create_markdown_artifact, create_progress_artifact,
-                               create_table_artifact, update_progress_artifact)
 
 from flows import results
 from flows.dvcrun import DvcRun, planned_stages
@@ -70,12 +75,16 @@ class _Progress:
         self.last = row
         fraction = 100.0 * (row["progress"] or 0.0)
         if self.artifact is None:
-            self.artifact = create_progress_artifact(fraction, key="training-progress",
-                                                     description="Epochs of the train stage done")
+            self.artifact = create_progress_artifact(
+                fraction, key="training-progress", description="Epochs of the train stage done"
+            )
         else:
             update_progress_artifact(self.artifact, fraction)
-        create_table_artifact([{k: v for k, v in row.items() if k != "progress"}], key="training-epoch",
-                              description=f"Epoch {row['epoch']} of {row['of']}: losses and mean accuracies")
+        create_table_artifact(
+            [{k: v for k, v in row.items() if k != "progress"}],
+            key="training-epoch",
+            description=f"Epoch {row['epoch']} of {row['of']}: losses and mean accuracies",
+        )
 
 
 # The running command is not an input to cache on: DVC does the caching.
@@ -108,13 +117,21 @@ def run_stage(run: _Run, stage: str) -> str:
 
 
 def publish_results(repo: Path, against: str = "HEAD") -> None:
-    create_table_artifact(results.metrics_table(repo), key="metrics",
-                          description="Test accuracy, mean and per attribute, against the majority-class baseline")
-    create_markdown_artifact(results.metrics_diff_markdown(repo, against), key="metrics-diff",
-                             description=f"dvc metrics diff {against}")
+    create_table_artifact(
+        results.metrics_table(repo),
+        key="metrics",
+        description="Test accuracy, mean and per attribute, against the majority-class baseline",
+    )
+    create_markdown_artifact(
+        results.metrics_diff_markdown(repo, against), key="metrics-diff", description=f"dvc metrics diff {against}"
+    )
     page = results.report_page(repo)
-    create_link_artifact(page.resolve().as_uri(), link_text=str(page.relative_to(repo)), key="report",
-                         description="The pipeline's one-page report, linking the evaluation report")
+    create_link_artifact(
+        page.resolve().as_uri(),
+        link_text=str(page.relative_to(repo)),
+        key="report",
+        description="The pipeline's one-page report, linking the evaluation report",
+    )
 
 
 @flow(name="faceattrs-pipeline", log_prints=True)
@@ -129,12 +146,18 @@ def pipeline(repo: str = ".", overrides: list[str] | None = None, experiment: st
     statuses: dict[str, str] = {}
     try:
         for stage in stages:
-            runner = run_stage.with_options(retries=DOWNLOAD_RETRIES, retry_delay_seconds=5) if stage in RETRIED else run_stage
+            runner = (
+                run_stage.with_options(retries=DOWNLOAD_RETRIES, retry_delay_seconds=5)
+                if stage in RETRIED
+                else run_stage
+            )
             statuses[stage] = runner(run, stage)
     except BaseException:
         run.current.stop()  # a failed or cancelled flow leaves no DVC running behind it
         raise
     if run.current.wait() != 0:
-        raise StageFailed(f"dvc {' '.join(args)} exited with {run.current.returncode}\n{run.current.output_without_stage()}")
+        raise StageFailed(
+            f"dvc {' '.join(args)} exited with {run.current.returncode}\n{run.current.output_without_stage()}"
+        )
     publish_results(root)
     return statuses

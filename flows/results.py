@@ -50,30 +50,49 @@ def metrics_table(repo: Path) -> list[dict]:
     summary = json.loads(metrics_file.read_text())
     per_attribute = metrics_file.parent / "per_attribute.csv"
     test = summary["test"]
-    rows = [{"attribute": "mean (40)", "accuracy": test["mean_accuracy"], "majority_baseline": test["majority_baseline"],
-             "above_baseline": round(test["mean_accuracy"] - test["majority_baseline"], 5)}]
+    rows = [
+        {
+            "attribute": "mean (40)",
+            "accuracy": test["mean_accuracy"],
+            "majority_baseline": test["majority_baseline"],
+            "above_baseline": round(test["mean_accuracy"] - test["majority_baseline"], 5),
+        }
+    ]
     if per_attribute.exists():
         table = pd.read_csv(per_attribute)
         for r in table.itertuples():
-            rows.append({"attribute": r.attribute, "accuracy": r.accuracy, "majority_baseline": r.majority_baseline,
-                         "above_baseline": round(r.accuracy - r.majority_baseline, 5)})
+            rows.append(
+                {
+                    "attribute": r.attribute,
+                    "accuracy": r.accuracy,
+                    "majority_baseline": r.majority_baseline,
+                    "above_baseline": round(r.accuracy - r.majority_baseline, 5),
+                }
+            )
     return rows
 
 
 def headline(repo: Path) -> dict:
     summary = json.loads(stage_files(repo, "evaluate", metrics_only=True)[0].read_text())
-    return {"test_mean_accuracy": summary["test"]["mean_accuracy"], "val_mean_accuracy": summary["val"]["mean_accuracy"],
-            "gender_fair_score": summary["test"]["gender_fair_score"],
-            "majority_baseline": summary["test"]["majority_baseline"]}
+    return {
+        "test_mean_accuracy": summary["test"]["mean_accuracy"],
+        "val_mean_accuracy": summary["val"]["mean_accuracy"],
+        "gender_fair_score": summary["test"]["gender_fair_score"],
+        "majority_baseline": summary["test"]["majority_baseline"],
+    }
 
 
 def metrics_diff_markdown(repo: Path, against: str = "HEAD") -> str:
-    result = subprocess.run(["dvc", "metrics", "diff", against, "--md"], cwd=repo, env=dvc_env(),
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["dvc", "metrics", "diff", against, "--md"], cwd=repo, env=dvc_env(), capture_output=True, text=True
+    )
     if result.returncode != 0:
         return f"`dvc metrics diff {against}` failed:\n\n```\n{result.stderr.strip()}\n```"
-    return (f"# `dvc metrics diff {against}`\n\n" + result.stdout) if result.stdout.strip() else \
-        f"# `dvc metrics diff {against}`\n\nNo metric differs from {against}."
+    return (
+        (f"# `dvc metrics diff {against}`\n\n" + result.stdout)
+        if result.stdout.strip()
+        else f"# `dvc metrics diff {against}`\n\nNo metric differs from {against}."
+    )
 
 
 def report_page(repo: Path) -> Path:

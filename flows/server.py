@@ -20,9 +20,16 @@ def api_url(port: int = DEFAULT_PORT) -> str:
 
 def server_env(home: Path, port: int = DEFAULT_PORT) -> dict[str, str]:
     """Settings for the server and for every client of it."""
-    return {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": api_url(port),
-            "PREFECT_UI_API_URL": api_url(port), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "DO_NOT_TRACK": "1", "PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_SERVER_API_PORT": str(port)}
+    return {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_URL": api_url(port),
+        "PREFECT_UI_API_URL": api_url(port),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        "PREFECT_SERVER_API_PORT": str(port),
+    }
 
 
 def healthy(url: str, timeout: float = 2.0) -> bool:
@@ -45,10 +52,14 @@ def start(home: Path, port: int = DEFAULT_PORT, log: Path | None = None) -> subp
     """Start `prefect server start` in the background; returns once it answers, or raises with its log."""
     home.mkdir(parents=True, exist_ok=True)
     log = log or home / "server.log"
-    handle = open(log, "w")
-    process = subprocess.Popen([prefect_command(), "server", "start", "--host", "127.0.0.1",
-                                "--port", str(port)], env=server_env(home, port), stdout=handle,
-                               stderr=subprocess.STDOUT, start_new_session=True)
+    with open(log, "w") as handle:  # the server keeps its own copy of the handle
+        process = subprocess.Popen(
+            [prefect_command(), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            env=server_env(home, port),
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     deadline = time.time() + 180
     while time.time() < deadline:
         if healthy(api_url(port)):
@@ -57,7 +68,9 @@ def start(home: Path, port: int = DEFAULT_PORT, log: Path | None = None) -> subp
             break
         time.sleep(0.5)
     stop(process)
-    raise RuntimeError(f"the Prefect server on 127.0.0.1:{port} did not start; its log {log}:\n{log.read_text()[-3000:]}")
+    raise RuntimeError(
+        f"the Prefect server on 127.0.0.1:{port} did not start; its log {log}:\n{log.read_text()[-3000:]}"
+    )
 
 
 def stop(process: subprocess.Popen) -> None:

@@ -39,7 +39,7 @@ def parse_grid(specs: list[str]) -> dict[str, list]:
 
 
 def points(grid: dict[str, list]) -> list[dict]:
-    return [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())]
+    return [dict(zip(grid, combo, strict=True)) for combo in itertools.product(*grid.values())]
 
 
 def point_name(prefix: str, point: dict) -> str:
@@ -70,8 +70,9 @@ def sweep(grid: list[str], repo: str = ".", prefix: str | None = None) -> list[d
         name = point_name(prefix, point)
         overrides = [f"{key}={value}" for key, value in point.items()]
         logger.info(f"point {name}: {' '.join(overrides)}")
-        state = pipeline.with_options(flow_run_name=name)(repo=str(root), overrides=overrides, experiment=name,
-                                                           return_state=True)
+        state = pipeline.with_options(flow_run_name=name)(
+            repo=str(root), overrides=overrides, experiment=name, return_state=True
+        )
         row = {"experiment": name, **point}
         if state.is_completed():
             row.update(status="completed", **results.headline(root))
@@ -80,12 +81,17 @@ def sweep(grid: list[str], repo: str = ".", prefix: str | None = None) -> list[d
             logger.error(f"point {name} failed; going on with the next")
         rows.append(row)
     table = comparison(rows)
-    create_table_artifact(table, key="sweep-comparison",
-                          description="Each point of the grid as a DVC experiment; ★ = best validation mean accuracy")
+    create_table_artifact(
+        table,
+        key="sweep-comparison",
+        description="Each point of the grid as a DVC experiment; ★ = best validation mean accuracy",
+    )
     failed = [r["experiment"] for r in rows if r["status"] != "completed"]
     create_markdown_artifact(
         f"# Sweep over {', '.join(parse_grid(grid))}\n\n{len(rows) - len(failed)} of {len(rows)} points completed"
-        + (f"; failed: {', '.join(failed)}" if failed else "") + ".\n\nCompare them with "
+        + (f"; failed: {', '.join(failed)}" if failed else "")
+        + ".\n\nCompare them with "
         "`dvc exp show --only-changed` or `dvc plots diff " + " ".join(r["experiment"] for r in rows) + "`.\n",
-        key="sweep-summary")
+        key="sweep-summary",
+    )
     return table

@@ -1,29 +1,31 @@
 """DVC stage download: fill the raw folder in CelebA's published layout from ``data.source``.
 
-    python -m stages.download --raw data/raw --downloads data/downloads --report reports/download.json
+python -m stages.download --raw data/raw --downloads data/downloads --report reports/download.json
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from faceattrs import atomic, reports, sources, stagecli
-from faceattrs.provenance import provenance
+from faceattrs.core import atomic, stage
+from faceattrs.core.provenance import provenance
+from faceattrs.data import sources
 
 
 def main() -> None:
-    p = stagecli.parser(__doc__)
+    p = stage.parser(__doc__)
     p.add_argument("--raw", type=Path, required=True, help="the CelebA folder to write")
     p.add_argument("--downloads", type=Path, required=True, help="where downloads are kept and resumed")
     p.add_argument("--report", type=Path, required=True)
     args = p.parse_args()
-    params = stagecli.params_of(args)
+    params = stage.params_of(args)
     with atomic.atomic_dir(args.raw) as tmp:
-        counts = sources.fetch(params.data, tmp, args.downloads, workers=0, progress=stagecli.show_progress(args))
-    reports.write_json(args.report, {"source": params.data.source, **counts,
-                                     **provenance(params.data.model_dump(mode="json"))})
+        counts = sources.fetch(params.data, tmp, args.downloads, workers=0, progress=stage.show_progress(args))
+    atomic.write_json(
+        args.report, {"source": params.data.source, **counts, **provenance(params.data.model_dump(mode="json"))}
+    )
     print(f"download: {counts['images']} images from {params.data.source} -> {args.raw}")
 
 
 if __name__ == "__main__":
-    stagecli.run(main, "download")
+    stage.run(main, "download")

@@ -8,26 +8,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from faceattrs import prediction, stagecli
-from faceattrs.predictor import Predictor
+from faceattrs.core import stage
+from faceattrs.prediction import outputs
+from faceattrs.prediction.predictor import Predictor
 
 
 def main() -> None:
-    p = stagecli.parser(__doc__)
+    p = stage.parser(__doc__)
     p.add_argument("--model", type=Path, required=True)
     p.add_argument("--thresholds", type=Path, required=True)
     p.add_argument("--shards", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
-    params = stagecli.params_of(args).predict
+    params = stage.params_of(args).predict
     predictor = Predictor(args.model)
-    thresholds = prediction.load_thresholds(args.thresholds, predictor.targets)
+    thresholds = outputs.load_thresholds(args.thresholds, predictor.targets)
     source = [args.shards] if params.source == "test" else [Path(params.source)]
-    index, logits = prediction.predict_paths(predictor, source, split="test")
-    frame = prediction.predictions_frame(index, logits, predictor.targets, thresholds)
-    paths = prediction.write_predictions(frame, predictor.targets, args.out)
+    index, logits = outputs.predict_paths(predictor, source, split="test")
+    frame = outputs.predictions_frame(index, logits, predictor.targets, thresholds)
+    paths = outputs.write_predictions(frame, predictor.targets, args.out)
     print(f"predict: {len(frame)} images -> {paths['celeba']}, {paths['csv']}")
 
 
 if __name__ == "__main__":
-    stagecli.run(main, "predict")
+    stage.run(main, "predict")

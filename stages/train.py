@@ -1,6 +1,8 @@
-"""DVC stage train: fit the configured timm model on the training shards; resumes a killed run; data-parallel with train.processes > 1.
+"""DVC stage train: fit the configured timm model on the training shards; resumes a killed run.
 
-    python -m stages.train --shards data/shards --out data/models --live reports/train
+Data-parallel under torchrun with train.processes > 1.
+
+python -m stages.train --shards data/shards --out data/models --live reports/train
 """
 
 from __future__ import annotations
@@ -10,27 +12,35 @@ import subprocess
 import sys
 from pathlib import Path
 
-from faceattrs import stagecli
-from faceattrs.training import train
+from faceattrs.core import stage
+from faceattrs.training.loop import train
 
 
 def main() -> None:
-    p = stagecli.parser(__doc__)
+    p = stage.parser(__doc__)
     p.add_argument("--shards", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True, help="checkpoints and the final model.pt")
     p.add_argument("--live", type=Path, required=True, help="dvclive folder: metrics and training curves")
     args = p.parse_args()
-    params = stagecli.params_of(args)
+    params = stage.params_of(args)
     if params.train.processes > 1 and "LOCAL_RANK" not in os.environ:
         # Data-parallel: the same command again under torchrun, one process per GPU.
-        launch = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                  f"--nproc_per_node={params.train.processes}", "-m", "stages.train", *sys.argv[1:]]
+        launch = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={params.train.processes}",
+            "-m",
+            "stages.train",
+            *sys.argv[1:],
+        ]
         print("train: " + " ".join(launch[1:]), flush=True)
         sys.exit(subprocess.call(launch))
-    result = train(params, args.shards, args.out, args.live, stagecli.show_progress(args))
+    result = train(params, args.shards, args.out, args.live, stage.show_progress(args))
     if result["rank"] == 0:  # under torchrun, one line for the run, not one per process
         print(f"train: best val mean accuracy {result['best_val_mean_accuracy']:.4f} at epoch {result['best_epoch']}")
 
 
 if __name__ == "__main__":
-    stagecli.run(main, "train")
+    stage.run(main, "train")

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from faceattrs import archive, synthetic
-from faceattrs.archive import ImageArchive
-from faceattrs.params import SyntheticParams
+from faceattrs.core.params import SyntheticParams
+from faceattrs.data import archive
+from faceattrs.data.archive import ImageArchive
+from faceattrs.synthetic import generator
+from faceattrs.synthetic.truth import read_truth
 
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -20,15 +22,22 @@ os.environ.setdefault("FACEATTRS_PROGRESS", "0")
 REPO = Path(__file__).resolve().parents[1]
 
 # Flaw rates far above CelebA's, so a few hundred images carry enough of each to score.
-SMALL = SyntheticParams(num_images=400, images_per_identity=8, seed=7, exact_duplicate_rate=0.02,
-                        near_duplicate_rate=0.03, no_face_rate=0.01, unreadable_rate=0.015)
+SMALL = SyntheticParams(
+    num_images=400,
+    images_per_identity=8,
+    seed=7,
+    exact_duplicate_rate=0.02,
+    near_duplicate_rate=0.03,
+    no_face_rate=0.01,
+    unreadable_rate=0.015,
+)
 
 
 @pytest.fixture(scope="session")
 def synthetic_raw(tmp_path_factory) -> Path:
     """A 400-image synthetic CelebA folder; tests must not modify it (copy it first)."""
     out = tmp_path_factory.mktemp("synthetic") / "celeba"
-    synthetic.generate(out, SMALL, workers=2, progress=False)
+    generator.generate(out, SMALL, workers=2, progress=False)
     return out
 
 
@@ -66,10 +75,10 @@ def rewrite_images(raw: Path, drop: tuple[str, ...] = (), replace: dict[str, byt
 @pytest.fixture(scope="session")
 def tiny_shards(synthetic_raw, tmp_path_factory) -> Path:
     """Shards at 40x32 of the readable synthetic images, split by the published partition."""
-    from faceattrs import shards
-    from faceattrs.cleaning import load_raw
+    from faceattrs.cleaning.clean import load_raw
+    from faceattrs.data import shards
 
-    frame = load_raw(synthetic_raw).drop(index=list(synthetic.read_truth(synthetic_raw)["unreadable"]))
+    frame = load_raw(synthetic_raw).drop(index=list(read_truth(synthetic_raw)["unreadable"]))
     out = tmp_path_factory.mktemp("shards")
     spec = shards.ImageSpec(None, (40, 32), "jpeg", 90)
     for code, split in enumerate(("train", "val", "test")):
@@ -80,10 +89,13 @@ def tiny_shards(synthetic_raw, tmp_path_factory) -> Path:
 
 def tiny_params(**sections):
     """Params for a seconds-long training run on ``tiny_shards``; ``sections`` override."""
-    from faceattrs.params import parse_params
+    from faceattrs.core.params import parse_params
 
-    base = {"train": {"epochs": 2, "batch_size": 32, "workers": 0, "seed": 3},
-            "optimizer": {"lr": 0.003}, "model": {"backbone": "resnet10t"}}
+    base = {
+        "train": {"epochs": 2, "batch_size": 32, "workers": 0, "seed": 3},
+        "optimizer": {"lr": 0.003},
+        "model": {"backbone": "resnet10t"},
+    }
     for key, value in sections.items():
         base[key] = {**base.get(key, {}), **value}
     return parse_params(base)

@@ -1,4 +1,4 @@
-"""The benchmark scripts stay runnable: each parses its arguments and prints its usage (they are timed by hand, never here)."""
+"""The benchmark scripts stay runnable: each parses its arguments and prints its usage (timed by hand, never here)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ def test_every_target_has_a_script():
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_script_prints_its_usage(script):
-    result = subprocess.run([sys.executable, f"bench/{script}", "--help"], cwd=REPO, capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, f"bench/{script}", "--help"], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert "usage:" in result.stdout and "python bench/" in result.stdout

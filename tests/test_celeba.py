@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from faceattrs import celeba
-from faceattrs.celeba import ATTRIBUTES, FormatError
+from faceattrs.data import celeba
+from faceattrs.data.celeba import ATTRIBUTES, FormatError
 
 
 def _labels(n=3):
@@ -48,13 +48,16 @@ def test_pairs_and_tables_round_trip(tmp_path):
     pd.testing.assert_frame_equal(celeba.read_bbox(tmp_path / "b.txt"), bbox, check_dtype=False)
 
 
-@pytest.mark.parametrize("mutate, line, message", [
-    (lambda rows: rows.__setitem__(4, rows[4].rsplit(" ", 1)[0]), 5, "expected 41 fields"),
-    (lambda rows: rows.__setitem__(3, rows[3].replace("-1", " 0", 1)), 4, "-1 or 1"),
-    (lambda rows: rows.__setitem__(0, "7"), 1, "declares 7 images"),
-    (lambda rows: rows.__setitem__(1, rows[1].replace("Smiling", "Smile")), 2, "header"),
-    (lambda rows: rows.__setitem__(4, rows[3]), 5, "listed twice"),
-])
+@pytest.mark.parametrize(
+    "mutate, line, message",
+    [
+        (lambda rows: rows.__setitem__(4, rows[4].rsplit(" ", 1)[0]), 5, "expected 41 fields"),
+        (lambda rows: rows.__setitem__(3, rows[3].replace("-1", " 0", 1)), 4, "-1 or 1"),
+        (lambda rows: rows.__setitem__(0, "7"), 1, "declares 7 images"),
+        (lambda rows: rows.__setitem__(1, rows[1].replace("Smiling", "Smile")), 2, "header"),
+        (lambda rows: rows.__setitem__(4, rows[3]), 5, "listed twice"),
+    ],
+)
 def test_malformed_attribute_file_names_file_and_line(tmp_path, mutate, line, message):
     path = tmp_path / celeba.ATTR_FILE
     rows = celeba.format_attributes(_labels(5)).decode().split("\r\n")

@@ -9,11 +9,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from faceattrs.archive import ImageArchive
-from faceattrs import dedupe, synthetic
-from faceattrs.celeba import ATTRIBUTES
-from faceattrs.cleaning import clean, duplicate_pairs, score_against_truth
-from faceattrs.params import DedupeParams
+from faceattrs.cleaning import duplicates
+from faceattrs.cleaning.clean import clean, duplicate_pairs, score_against_truth
+from faceattrs.core.params import DedupeParams
+from faceattrs.data.archive import ImageArchive
+from faceattrs.data.celeba import ATTRIBUTES
+from faceattrs.synthetic.truth import read_truth
 
 
 @pytest.mark.parametrize("radius", [0, 2, 4, 7])
@@ -26,11 +27,12 @@ def test_multi_index_search_equals_all_pairs(radius):
         flip = rng.choice(64, size=k % (radius + 3), replace=False)
         bits[flip] ^= 1
         packed[dst] = np.packbits(bits)
-    i, j, dist = dedupe.near_pairs(packed, radius)
+    i, j, dist = duplicates.near_pairs(packed, radius)
     all_i, all_j = np.triu_indices(len(packed), k=1)
-    all_dist = dedupe.hamming(packed, all_i, all_j)
-    expected = {(a, b, d) for a, b, d in zip(all_i, all_j, all_dist) if d <= radius}
-    assert set(zip(i.tolist(), j.tolist(), dist.tolist())) == {(int(a), int(b), int(d)) for a, b, d in expected}
+    all_dist = duplicates.hamming(packed, all_i, all_j)
+    expected = {(a, b, d) for a, b, d in zip(all_i, all_j, all_dist, strict=True) if d <= radius}
+    found = set(zip(i.tolist(), j.tolist(), dist.tolist(), strict=True))
+    assert found == {(int(a), int(b), int(d)) for a, b, d in expected}
     assert len(expected) >= 15
 
 
@@ -40,7 +42,7 @@ def cleaned(synthetic_raw):
 
 
 def test_duplicate_detection_scores_against_planted_truth(cleaned, synthetic_raw):
-    truth = synthetic.read_truth(synthetic_raw)
+    truth = read_truth(synthetic_raw)
     score = score_against_truth(cleaned, truth)
     assert score["exact_pair_recall"] == 1.0, "every byte-identical copy must be found"
     assert score["duplicate_pair_precision"] >= 0.95
@@ -52,17 +54,17 @@ def test_duplicate_detection_scores_against_planted_truth(cleaned, synthetic_raw
 
 
 def test_score_counts_misses_and_false_pairs(cleaned, synthetic_raw):
-    truth = synthetic.read_truth(synthetic_raw)
+    truth = read_truth(synthetic_raw)
     fake = {**truth, "near_duplicates": truth["near_duplicates"] + [["000001.jpg", "000002.jpg", "shift"]]}
     assert score_against_truth(cleaned, fake)["near_pair_recall"] < 1.0
     assert duplicate_pairs(cleaned.groups.iloc[:0]) == set()
 
 
 def test_every_unreadable_file_is_found_and_dropped(cleaned, synthetic_raw):
-    truth = synthetic.read_truth(synthetic_raw)
+    truth = read_truth(synthetic_raw)
     unreadable = cleaned.dropped[cleaned.dropped["reason"].str.startswith("unreadable")]
     assert set(unreadable["image_id"]) == set(truth["unreadable"])
-    reasons = dict(zip(unreadable["image_id"], unreadable["reason"]))
+    reasons = dict(zip(unreadable["image_id"], unreadable["reason"], strict=True))
     for name, kind in truth["unreadable"].items():
         expected = {"empty": "empty file", "not_jpeg": "not an image", "truncated": "corrupt"}[kind]
         assert expected in reasons[name]
@@ -82,19 +84,20 @@ def test_manifest_keeps_one_image_per_group(cleaned):
 def _frame(rows):
     names = [f"{i:06d}.jpg" for i in range(1, len(rows) + 1)]
     labels = pd.DataFrame(0, index=pd.Index(names, name="image_id"), columns=list(ATTRIBUTES), dtype=np.int8)
-    for name, row in zip(names, rows):
+    for name, row in zip(names, rows, strict=True):
         for attr in row:
             labels.loc[name, attr] = 1
     return labels
 
 
-GROUPS = pd.DataFrame({"group": [0, 0, 0, 1, 1], "image_id": [f"{i:06d}.jpg" for i in range(1, 6)],
-                       "kind": ["near"] * 3 + ["exact"] * 2})
+GROUPS = pd.DataFrame(
+    {"group": [0, 0, 0, 1, 1], "image_id": [f"{i:06d}.jpg" for i in range(1, 6)], "kind": ["near"] * 3 + ["exact"] * 2}
+)
 LABELS = _frame([["Smiling"], ["Smiling", "Bangs"], ["Bangs"], ["Male"], ["Male"]])
 
 
 def test_policy_first_keeps_the_first_with_its_labels():
-    table, relabel = dedupe.resolve_groups(GROUPS, LABELS, None, "first")
+    table, relabel = duplicates.resolve_groups(GROUPS, LABELS, None, "first")
     assert table["kept"].tolist() == [True, False, False, True, False]
     assert table["labels_conflict"].tolist() == [True] * 3 + [False] * 2
     assert table["conflicting_attributes"].iloc[0] == "Bangs Smiling"
@@ -102,29 +105,29 @@ def test_policy_first_keeps_the_first_with_its_labels():
 
 
 def test_policy_majority_votes_per_attribute():
-    _, relabel = dedupe.resolve_groups(GROUPS, LABELS, None, "majority")
+    _, relabel = duplicates.resolve_groups(GROUPS, LABELS, None, "majority")
     assert list(relabel.index) == ["000001.jpg"]
     assert relabel.loc["000001.jpg", "Smiling"] == 1 and relabel.loc["000001.jpg", "Bangs"] == 1
     # a tie goes to the first member
-    tie = dedupe.resolve_groups(GROUPS.iloc[:2], LABELS, None, "majority")[1]
+    tie = duplicates.resolve_groups(GROUPS.iloc[:2], LABELS, None, "majority")[1]
     assert tie.loc["000001.jpg", "Bangs"] == 0
 
 
 def test_policy_drop_removes_conflicting_groups_only():
-    table, _ = dedupe.resolve_groups(GROUPS, LABELS, None, "drop")
+    table, _ = duplicates.resolve_groups(GROUPS, LABELS, None, "drop")
     assert table["kept"].tolist() == [False, False, False, True, False]
 
 
 def test_identity_conflicts_are_flagged():
     identity = pd.Series([1, 1, 1, 5, 6], index=LABELS.index)
-    table, _ = dedupe.resolve_groups(GROUPS, LABELS, identity, "first")
+    table, _ = duplicates.resolve_groups(GROUPS, LABELS, identity, "first")
     assert table["identity_conflict"].tolist() == [False] * 3 + [True] * 2
 
 
 def test_truncated_jpeg_is_reported_not_hashed(tmp_path, synthetic_raw):
     images = ImageArchive.of(synthetic_raw)
     name = next(n for n in images.names() if len(images.read(n)) > 1000)
-    check = dedupe.check_image(name, images.read(name)[:600])
+    check = duplicates.check_image(name, images.read(name)[:600])
     assert check.phash is None and check.problem.startswith("corrupt")
 
 
@@ -132,11 +135,13 @@ def test_hashes_match_imagehash_phash_of_a_full_decode(synthetic_raw):
     import imagehash
 
     images = ImageArchive.of(synthetic_raw)
-    truth = synthetic.read_truth(synthetic_raw)
+    truth = read_truth(synthetic_raw)
     names = [n for n in images.names() if n not in truth["unreadable"]][:80]
-    ours = [dedupe.check_image(n, images.read(n), 8) for n in names]
+    ours = [duplicates.check_image(n, images.read(n), 8) for n in names]
     theirs = [imagehash.phash(Image.open(io.BytesIO(images.read(n))), hash_size=8).hash.ravel() for n in names]
-    bits = np.array([(np.unpackbits(np.frombuffer(a.phash, np.uint8)) != b).sum() for a, b in zip(ours, theirs)])
+    bits = np.array(
+        [(np.unpackbits(np.frombuffer(a.phash, np.uint8)) != b).sum() for a, b in zip(ours, theirs, strict=True)]
+    )
     # Rounding (uint8 between PIL's passes, luma from the file vs from RGB) moves a bit now and then.
     assert bits.mean() <= 0.5 and bits.max() <= 3, bits
     thumb = np.frombuffer(ours[0].thumb, np.uint8).reshape(16, 16).astype(int)
@@ -150,5 +155,5 @@ def test_a_jpeg_turbo_refuses_is_still_hashed_through_pil(synthetic_raw):
     img = Image.open(io.BytesIO(images.read(name)))
     buf = io.BytesIO()
     img.convert("CMYK").save(buf, format="JPEG")  # turbo's GRAY decode refuses CMYK
-    check = dedupe.check_image(name, buf.getvalue())
+    check = duplicates.check_image(name, buf.getvalue())
     assert check.problem is None and check.phash is not None

@@ -10,15 +10,16 @@ import pytest
 import torch
 import yaml
 
-from faceattrs import models, shards
-from faceattrs.distributed import RankSampler, World
+from faceattrs.data import shards
+from faceattrs.training import models
+from faceattrs.training.distributed import RankSampler, World
 from tests.conftest import REPO, tiny_params
 
 
 @pytest.mark.parametrize("n, size", [(10, 3), (7, 2), (1, 2), (64, 4)])
 def test_ranks_share_an_epoch_exactly(n, size):
     parts = [list(RankSampler(n, seed=5, epoch=2, world=World(rank, size))) for rank in range(size)]
-    assert sorted(sum(parts, [])) == list(range(n))
+    assert sorted(i for part in parts for i in part) == list(range(n))
     assert [len(p) for p in parts] == [len(RankSampler(n, 5, 2, World(r, size))) for r in range(size)]
     assert max(map(len, parts)) - min(map(len, parts)) <= 1
 
@@ -33,11 +34,34 @@ def test_two_gloo_ranks_under_torchrun(tiny_shards, tmp_path):
     # train.processes: 2 makes the stage relaunch itself under torchrun, as `dvc repro` would run it.
     params = tiny_params(train={"epochs": 2, "batch_size": 16, "processes": 2})
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json")))
-    env = {"FACEATTRS_TRACE_SAMPLES": str(tmp_path / "seen"), "FACEATTRS_PROGRESS": "0", "OMP_NUM_THREADS": "1",
-           "PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(REPO)}
-    result = subprocess.run([sys.executable, "-m", "stages.train", "--shards", str(tiny_shards), "--out", str(tmp_path / "models"),
-                             "--live", str(tmp_path / "live"), "--params", str(tmp_path / "params.yaml")],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    env = {
+        "FACEATTRS_TRACE_SAMPLES": str(tmp_path / "seen"),
+        "FACEATTRS_PROGRESS": "0",
+        "OMP_NUM_THREADS": "1",
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "PYTHONPATH": str(REPO),
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stages.train",
+            "--shards",
+            str(tiny_shards),
+            "--out",
+            str(tmp_path / "models"),
+            "--live",
+            str(tmp_path / "live"),
+            "--params",
+            str(tmp_path / "params.yaml"),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "torch.distributed.run --standalone --nproc_per_node=2 -m stages.train" in result.stdout
 

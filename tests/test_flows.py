@@ -46,8 +46,9 @@ def repo(tmp_path_factory) -> Path:
 
 def _flows(prefect, *args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
     env = {**ENV, **{k: v for k, v in prefect["env"].items() if k.startswith("PREFECT_")}}
-    return subprocess.run([sys.executable, "-m", "flows", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "flows", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=900
+    )
 
 
 class Api:
@@ -70,8 +71,9 @@ class Api:
         from prefect.client.schemas.filters import FlowFilter, FlowFilterName
         from prefect.client.schemas.sorting import FlowRunSort
 
-        return self.client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])),
-                                          sort=FlowRunSort.START_TIME_DESC)
+        return self.client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])), sort=FlowRunSort.START_TIME_DESC
+        )
 
     def task_runs(self, flow_run_id) -> list:
         from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
@@ -82,7 +84,9 @@ class Api:
     def artifacts(self, flow_run_id) -> dict:
         from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-        found = self.client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+        found = self.client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
         latest = {}
         for artifact in sorted(found, key=lambda a: a.created):
             latest[artifact.key] = artifact
@@ -106,6 +110,7 @@ def api(prefect):
 
 # ---------------------------------------------------------------- pure parts, no server
 
+
 def test_sweep_grid_parsing_and_names():
     grid = parse_grid(["loss.gamma=[0,1,2,3]", "augment.mixup_alpha=[0,0.2]", "model.backbone=resnet18"])
     assert grid == {"loss.gamma": [0, 1, 2, 3], "augment.mixup_alpha": [0, 0.2], "model.backbone": ["resnet18"]}
@@ -113,20 +118,33 @@ def test_sweep_grid_parsing_and_names():
     assert point_name("s1", {"loss.gamma": 2, "augment.mixup_alpha": 0.2}) == "s1-gamma2-mixup-alpha0-2"
     with pytest.raises(ValueError, match="expected key="):
         parse_grid(["loss.gamma"])
-    table = comparison([{"experiment": "a", "status": "completed", "val_mean_accuracy": 0.8},
-                        {"experiment": "b", "status": "failed: boom"},
-                        {"experiment": "c", "status": "completed", "val_mean_accuracy": 0.9}])
+    table = comparison(
+        [
+            {"experiment": "a", "status": "completed", "val_mean_accuracy": 0.8},
+            {"experiment": "b", "status": "failed: boom"},
+            {"experiment": "c", "status": "completed", "val_mean_accuracy": 0.9},
+        ]
+    )
     assert [r["best"] for r in table] == ["", "", "★"]
 
 
 def test_stage_order_is_dvcs_own(repo):
     stages = planned_stages(repo)
-    assert stages[0] == "download" and set(stages) == {"download", "dedupe", "split", "preprocess", "train",
-                                                       "evaluate", "predict", "report"}
+    assert stages[0] == "download" and set(stages) == {
+        "download",
+        "dedupe",
+        "split",
+        "preprocess",
+        "train",
+        "evaluate",
+        "predict",
+        "report",
+    }
     assert stages.index("split") < stages.index("preprocess") < stages.index("train") < stages.index("evaluate")
 
 
 # ---------------------------------------------------------------- against the server
+
 
 def test_pipeline_flow_runs_every_stage_as_a_task(prefect, api, repo):
     result = _flows(prefect, "pipeline", "--repo", str(repo))
@@ -167,8 +185,11 @@ def test_pipeline_flow_runs_every_stage_as_a_task(prefect, api, repo):
 def test_a_failing_stage_fails_its_task_and_the_flow(prefect, api, repo):
     split = repo / "stages/split.py"
     original = split.read_text()
-    split.write_text(original.replace("def main() -> None:\n",
-                                      "def main() -> None:\n    raise ValueError('split broken on purpose')\n", 1))
+    split.write_text(
+        original.replace(
+            "def main() -> None:\n", "def main() -> None:\n    raise ValueError('split broken on purpose')\n", 1
+        )
+    )
     try:
         result = _flows(prefect, "pipeline", "--repo", str(repo))
     finally:
@@ -187,8 +208,12 @@ def test_a_failing_stage_fails_its_task_and_the_flow(prefect, api, repo):
 
 
 def test_sweep_of_two_points_leaves_two_experiments_and_one_table(prefect, api, repo):
-    subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qam", "baseline"], cwd=repo,
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qam", "baseline"],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+    )
     # gamma -1 is refused by the params schema: that point fails and the sweep goes on.
     result = _flows(prefect, "sweep", "-g", "loss.gamma=[0,-1,2]", "--prefix", "t", "--repo", str(repo))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -207,11 +232,16 @@ def test_sweep_of_two_points_leaves_two_experiments_and_one_table(prefect, api, 
     assert {r.name for r in children} >= {"t-gamma0", "t-gamma2"}
 
 
-@pytest.mark.skipif(not CHROMIUM, reason="chromium is not installed (the Makefile's test set-up installs it with apt-get)")
+@pytest.mark.skipif(
+    not CHROMIUM, reason="chromium is not installed (the Makefile's test set-up installs it with apt-get)"
+)
 def test_the_ui_shows_the_flow_run_and_its_artifacts(prefect, api, repo, tmp_path):
     # The first run, which ran every stage: its page shows the training artifacts too.
-    run = [r for r in api.flow_runs("faceattrs-pipeline") if r.state.type.value == "COMPLETED"
-           and r.parent_task_run_id is None][-1]
+    run = [
+        r
+        for r in api.flow_runs("faceattrs-pipeline")
+        if r.state.type.value == "COMPLETED" and r.parent_task_run_id is None
+    ][-1]
     with browser_page(offline=False, size=(1400, 1300)) as page:
         page.goto(f"{prefect['ui']}/runs/flow-run/{run.id}?tab=Artifacts")
         page.get_by_text(run.name, exact=True).first.wait_for(timeout=60_000)
@@ -228,14 +258,24 @@ def test_the_ui_shows_the_flow_run_and_its_artifacts(prefect, api, repo, tmp_pat
 
 
 def test_prefect_yaml_deploys_both_flows_to_a_work_pool(prefect, api):
-    env = {**ENV, **{k: v for k, v in prefect["env"].items() if k.startswith("PREFECT_")},
-           "FACEATTRS_GIT_URL": str(REPO)}
+    env = {
+        **ENV,
+        **{k: v for k, v in prefect["env"].items() if k.startswith("PREFECT_")},
+        "FACEATTRS_GIT_URL": str(REPO),
+    }
     prefect_cmd = server.prefect_command()
-    pool = subprocess.run([prefect_cmd, "work-pool", "create", "faceattrs", "--type", "process"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=120)
+    pool = subprocess.run(
+        [prefect_cmd, "work-pool", "create", "faceattrs", "--type", "process"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert pool.returncode == 0, pool.stdout + pool.stderr
-    deploy = subprocess.run([prefect_cmd, "--no-prompt", "deploy", "--all"], cwd=REPO, env=env, capture_output=True,
-                            text=True, timeout=300)
+    deploy = subprocess.run(
+        [prefect_cmd, "--no-prompt", "deploy", "--all"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
     assert deploy.returncode == 0, deploy.stdout + deploy.stderr
     deployments = {d.name: d for d in api.client.read_deployments()}
     assert set(deployments) >= {"pipeline", "sweep"}
@@ -247,9 +287,11 @@ def test_prefect_yaml_deploys_both_flows_to_a_work_pool(prefect, api):
 def test_no_stage_imports_prefect():
     # `dvc repro` must work with no Prefect server and no PREFECT_API_URL: stages never load Prefect.
     modules = sorted(p.stem for p in (REPO / "stages").glob("*.py") if p.stem != "__init__")
-    code = ("import importlib, sys\n"
-            f"for m in {modules!r}: importlib.import_module('stages.' + m)\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'prefect'))")
+    code = (
+        "import importlib, sys\n"
+        f"for m in {modules!r}: importlib.import_module('stages.' + m)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'prefect'))"
+    )
     env = {k: v for k, v in ENV.items() if not k.startswith("PREFECT_")}
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

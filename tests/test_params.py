@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from faceattrs.params import Params, ParamsError, load_params, parse_params
+from faceattrs.core.params import Params, ParamsError, load_params, parse_params
 from tests.conftest import REPO
 
 
@@ -15,19 +15,25 @@ def test_repository_params_file_is_valid():
     assert params.data.synthetic.noise_rate("Oval_Face") > params.data.synthetic.noise_rate("Smiling")
 
 
-@pytest.mark.parametrize("raw, expected", [
-    ({"data": {"source": "s3"}}, r"data\.source: Input should be 'synthetic', 'local', 'url' or 'gdrive' \(got 's3'\)"),
-    ({"dedupe": {"max_distnce": 3}}, r"dedupe\.max_distnce: unknown key; valid keys here: hash_size, max_distance"),
-    ({"trian": {}}, r"trian: unknown key; valid keys here: data, dedupe, split, preprocess, model"),
-    ({"loss": {"name": "hinge"}}, r"loss\.name: Input should be 'bce', 'focal' or 'mse'"),
-    ({"target": {"attributes": ["Smile"]}}, r"unknown attributes \['Smile'\]"),
-    ({"split": {"ratios": [0.9, 0.2, 0.1]}}, r"split\.ratios: .*sum to 1"),
-    ({"dedupe": {"conflict_policy": "vote"}}, r"'drop', 'majority' or 'first'"),
-    ({"preprocess": {"size": [80, "wide"]}}, r"preprocess\.size\.1"),
-    ({"preprocess": {"crop": [0, 0, 300, 218]}}, r"inside 178x218"),
-    ({"data": {"synthetic": {"label_noise": {"Smile": 0.1}}}}, r"unknown attribute 'Smile'"),
-    ({"data": {"source": "url"}}, r"data\.url\.base is not set"),
-])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        (
+            {"data": {"source": "s3"}},
+            r"data\.source: Input should be 'synthetic', 'local', 'url' or 'gdrive' \(got 's3'\)",
+        ),
+        ({"dedupe": {"max_distnce": 3}}, r"dedupe\.max_distnce: unknown key; valid keys here: hash_size, max_distance"),
+        ({"trian": {}}, r"trian: unknown key; valid keys here: data, dedupe, split, preprocess, model"),
+        ({"loss": {"name": "hinge"}}, r"loss\.name: Input should be 'bce', 'focal' or 'mse'"),
+        ({"target": {"attributes": ["Smile"]}}, r"unknown attributes \['Smile'\]"),
+        ({"split": {"ratios": [0.9, 0.2, 0.1]}}, r"split\.ratios: .*sum to 1"),
+        ({"dedupe": {"conflict_policy": "vote"}}, r"'drop', 'majority' or 'first'"),
+        ({"preprocess": {"size": [80, "wide"]}}, r"preprocess\.size\.1"),
+        ({"preprocess": {"crop": [0, 0, 300, 218]}}, r"inside 178x218"),
+        ({"data": {"synthetic": {"label_noise": {"Smile": 0.1}}}}, r"unknown attribute 'Smile'"),
+        ({"data": {"source": "url"}}, r"data\.url\.base is not set"),
+    ],
+)
 def test_bad_params_name_the_key(raw, expected):
     with pytest.raises(ParamsError, match=expected):
         parse_params(raw)

@@ -8,9 +8,10 @@ import sys
 import pytest
 import torch
 
-from faceattrs import models, optim, recipes, targets
-from faceattrs.losses import AttributeLoss
-from faceattrs.params import parse_params
+from faceattrs import recipes
+from faceattrs.core.params import parse_params
+from faceattrs.training import models, optim, targets
+from faceattrs.training.losses import AttributeLoss
 from tests.conftest import REPO
 
 NAMES = sorted(recipes.available())
@@ -50,18 +51,30 @@ def test_recipe_overrides_round_trip_to_the_same_params(name):
         *parents, leaf = key.split(".")
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(value.replace(":", ": ").replace(",", ", ")) if value.startswith("{") else yaml.safe_load(value)
+        node[leaf] = (
+            yaml.safe_load(value.replace(":", ": ").replace(",", ", "))
+            if value.startswith("{")
+            else yaml.safe_load(value)
+        )
     assert parse_params(raw) == recipes.resolve(name, REPO / "params.yaml")
 
 
 def test_recipe_command_lists_and_prints():
-    listing = subprocess.run([sys.executable, "-m", "faceattrs.cli", "recipe"], capture_output=True, text=True, cwd=REPO)
+    listing = subprocess.run(
+        [sys.executable, "-m", "faceattrs.cli", "recipe"], capture_output=True, text=True, cwd=REPO
+    )
     assert listing.returncode == 0 and all(n in listing.stdout for n in NAMES)
     before = (REPO / "params.yaml").read_bytes()
-    one = subprocess.run([sys.executable, "-m", "faceattrs.cli", "recipe", "resnext50-mse-adamax"],
-                         capture_output=True, text=True, cwd=REPO)
+    one = subprocess.run(
+        [sys.executable, "-m", "faceattrs.cli", "recipe", "resnext50-mse-adamax"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert (REPO / "params.yaml").read_bytes() == before, "printing a recipe must not run it"
     assert one.stdout.startswith("dvc exp run -n resnext50-mse-adamax -S model.backbone=resnext50_32x4d")
     assert "-S loss.name=mse" in one.stdout and "-S model.freeze_blocks=6" in one.stdout
-    bad = subprocess.run([sys.executable, "-m", "faceattrs.cli", "recipe", "nope"], capture_output=True, text=True, cwd=REPO)
+    bad = subprocess.run(
+        [sys.executable, "-m", "faceattrs.cli", "recipe", "nope"], capture_output=True, text=True, cwd=REPO
+    )
     assert bad.returncode == 1 and "unknown recipe 'nope'; valid:" in bad.stderr

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from faceattrs import datareport
-from faceattrs.celeba import ATTRIBUTES
+from faceattrs.data.celeba import ATTRIBUTES
+from faceattrs.reports import attributes
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def manifest() -> pd.DataFrame:
 
 
 def test_positive_rates_per_split(manifest):
-    rates = datareport.positive_rates(manifest)
+    rates = attributes.positive_rates(manifest)
     assert list(rates.columns) == ["train", "val", "test"] and list(rates.index) == list(ATTRIBUTES)
     assert rates.loc["Bald", "test"] == 1 and rates.loc["Bald", "train"] == 0
     expected = manifest.loc[manifest["split"] == "val", "Smiling"].mean()
@@ -31,14 +31,14 @@ def test_positive_rates_per_split(manifest):
 
 
 def test_shift_table_puts_the_largest_shift_first(manifest):
-    shift = datareport.shift_table(datareport.positive_rates(manifest))
+    shift = attributes.shift_table(attributes.positive_rates(manifest))
     assert shift.index[0] == "Bald" and shift.loc["Bald", "max_shift"] == 1
     assert shift.loc["Bald", "test_minus_train"] == 1
     assert (shift["max_shift"].diff().dropna() <= 0).all()
 
 
 def test_cooccurrence_is_phi(manifest):
-    phi = datareport.cooccurrence(manifest)
+    phi = attributes.cooccurrence(manifest)
     assert phi.shape == (40, 40) and np.allclose(phi.to_numpy(), phi.to_numpy().T, equal_nan=True)
     assert phi.loc["Male", "Wearing_Lipstick"] == pytest.approx(-1)
     assert phi.loc["Smiling", "Smiling"] == pytest.approx(1)
@@ -47,9 +47,9 @@ def test_cooccurrence_is_phi(manifest):
 
 
 def test_charts_are_pngs_of_a_readable_size(manifest, tmp_path):
-    rates = datareport.positive_rates(manifest)
-    datareport.frequency_chart(rates, tmp_path / "frequency.png")
-    datareport.cooccurrence_heatmap(datareport.cooccurrence(manifest), tmp_path / "cooccurrence.png")
+    rates = attributes.positive_rates(manifest)
+    attributes.frequency_chart(rates, tmp_path / "frequency.png")
+    attributes.cooccurrence_heatmap(attributes.cooccurrence(manifest), tmp_path / "cooccurrence.png")
     for name in ("frequency.png", "cooccurrence.png"):
         with Image.open(tmp_path / name) as img:
             assert img.format == "PNG" and img.width >= 600 and img.height >= 600

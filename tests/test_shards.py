@@ -10,23 +10,27 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from faceattrs import archive, shards
-from faceattrs.archive import ImageArchive
-from faceattrs.celeba import ATTRIBUTES
-from faceattrs.cleaning import load_raw
+from faceattrs.cleaning.clean import load_raw
+from faceattrs.core.errors import InputError
+from faceattrs.data import archive, shards
+from faceattrs.data.archive import ImageArchive
+from faceattrs.data.celeba import ATTRIBUTES
+from faceattrs.synthetic.truth import read_truth
 
 
 @pytest.fixture(scope="module")
 def rows(synthetic_raw):
-    from faceattrs import synthetic
+
     frame = load_raw(synthetic_raw)
-    return frame.drop(index=list(synthetic.read_truth(synthetic_raw)["unreadable"])).iloc[:150]
+    return frame.drop(index=list(read_truth(synthetic_raw)["unreadable"])).iloc[:150]
 
 
 @pytest.mark.parametrize("fmt", ["jpeg", "raw"])
 def test_round_trip(rows, synthetic_raw, tmp_path, fmt):
     spec = shards.ImageSpec((10, 20, 168, 208), (60, 48), fmt, 95)
-    entries = shards.write_split(rows, ImageArchive.of(synthetic_raw), tmp_path, "train", spec, 64, workers=2, progress=False)
+    entries = shards.write_split(
+        rows, ImageArchive.of(synthetic_raw), tmp_path, "train", spec, 64, workers=2, progress=False
+    )
     assert [e["rows"] for e in entries] == [64, 64, 22]
     back = pd.concat(pq.read_table(tmp_path / e["file"]).to_pandas() for e in entries).set_index("image_id")
     assert list(back.index) == list(rows.index)
@@ -36,8 +40,13 @@ def test_round_trip(rows, synthetic_raw, tmp_path, fmt):
     assert shards.read_spec(tmp_path / entries[0]["file"]) == spec
     first = shards.decode_image(back["image"].iloc[0], spec)
     assert first.shape == (60, 48, 3) and first.dtype == np.uint8
-    direct = np.asarray(Image.open(io.BytesIO(ImageArchive.of(synthetic_raw).read(rows.index[0]))).convert("RGB")
-                        .crop((10, 20, 168, 208)).resize((48, 60), Image.BICUBIC), dtype=np.int16)
+    direct = np.asarray(
+        Image.open(io.BytesIO(ImageArchive.of(synthetic_raw).read(rows.index[0])))
+        .convert("RGB")
+        .crop((10, 20, 168, 208))
+        .resize((48, 60), Image.BICUBIC),
+        dtype=np.int16,
+    )
     # libjpeg-turbo and PIL upsample chroma a little differently: raw pixels agree to a fraction of a level.
     tolerance = 0.25 if fmt == "raw" else 12
     assert np.abs(first.astype(np.int16) - direct).mean() <= tolerance
@@ -47,8 +56,12 @@ def test_round_trip(rows, synthetic_raw, tmp_path, fmt):
 
 def test_same_inputs_same_bytes(rows, synthetic_raw, tmp_path):
     spec = shards.ImageSpec(None, (80, 64), "jpeg", 90)
-    a = shards.write_split(rows, ImageArchive.of(synthetic_raw), tmp_path / "a", "val", spec, 100, workers=1, progress=False)
-    b = shards.write_split(rows, ImageArchive.of(synthetic_raw), tmp_path / "b", "val", spec, 100, workers=2, progress=False)
+    a = shards.write_split(
+        rows, ImageArchive.of(synthetic_raw), tmp_path / "a", "val", spec, 100, workers=1, progress=False
+    )
+    b = shards.write_split(
+        rows, ImageArchive.of(synthetic_raw), tmp_path / "b", "val", spec, 100, workers=2, progress=False
+    )
     assert a == b
     for entry in a:
         assert (tmp_path / "a" / entry["file"]).read_bytes() == (tmp_path / "b" / entry["file"]).read_bytes()
@@ -60,7 +73,7 @@ def test_corrupt_image_names_the_file(rows, synthetic_raw, tmp_path):
     broken = ImageArchive(tmp_path / "images.zip")
     archive.pack(items, broken.path)
     spec = shards.ImageSpec(None, (80, 64), "jpeg", 90)
-    with pytest.raises(ValueError, match=rf"images.zip:{rows.index[2]}: cannot decode image"):
+    with pytest.raises(InputError, match=rf"images.zip:{rows.index[2]}: cannot decode image"):
         shards.write_split(rows.iloc[:5], broken, tmp_path / "out", "train", spec, 100, workers=1, progress=False)
 
 

@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from faceattrs import splits
-from faceattrs.cleaning import clean
-from faceattrs.params import DedupeParams
+from faceattrs.cleaning.clean import clean
+from faceattrs.core.errors import InputError
+from faceattrs.core.params import DedupeParams
+from faceattrs.data import splits
 
 
 @pytest.fixture(scope="module")
@@ -44,13 +45,19 @@ def test_identity_split_shares_no_identity(manifest):
 
 def test_identity_split_without_identities_is_a_clear_error(manifest):
     m = manifest.manifest.assign(identity=-1)
-    with pytest.raises(ValueError, match="no identity file"):
+    with pytest.raises(InputError, match="no identity file"):
         splits.assign(m, "identity", (0.8, 0.1, 0.1), 0)
 
 
 def test_crossing_groups_separate_closed_from_open_leaks():
-    groups = pd.DataFrame({"group": [0, 0, 1, 1, 2, 2], "kind": ["exact"] * 6,
-                           "image_id": ["a", "b", "c", "d", "e", "f"], "partition": [0, 2, 0, 1, 0, 0]})
+    groups = pd.DataFrame(
+        {
+            "group": [0, 0, 1, 1, 2, 2],
+            "kind": ["exact"] * 6,
+            "image_id": ["a", "b", "c", "d", "e", "f"],
+            "partition": [0, 2, 0, 1, 0, 0],
+        }
+    )
     assigned = pd.Series({"a": "train", "c": "train", "d": "val", "e": "train", "f": "train"})
     out = splits.crossing_groups(groups, assigned, groups.set_index("image_id")["partition"])
     assert out["group"].tolist() == [0, 1]

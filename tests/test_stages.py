@@ -15,19 +15,29 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from faceattrs import celeba
+from faceattrs.data import celeba
 from tests.conftest import REPO, rewrite_images
 
 ENV = {**os.environ, "FACEATTRS_PROGRESS": "0", "PYTHONPATH": str(REPO)}
-TINY = {"data": {"synthetic": {"num_images": 240, "images_per_identity": 8, "seed": 11,
-                               "exact_duplicate_rate": 0.02, "near_duplicate_rate": 0.03}},
-        "preprocess": {"rows_per_shard": 64, "size": [40, 32]},
-        "train": {"epochs": 1, "batch_size": 32, "workers": 0}}
+TINY = {
+    "data": {
+        "synthetic": {
+            "num_images": 240,
+            "images_per_identity": 8,
+            "seed": 11,
+            "exact_duplicate_rate": 0.02,
+            "near_duplicate_rate": 0.03,
+        }
+    },
+    "preprocess": {"rows_per_shard": 64, "size": [40, 32]},
+    "train": {"epochs": 1, "batch_size": 32, "workers": 0},
+}
 
 
 def stage(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", f"stages.{name}", *args], cwd=cwd, env=ENV,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", f"stages.{name}", *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.fixture
@@ -56,10 +66,12 @@ def test_data_stages_end_to_end(workdir, synthetic_raw):
     for png in ("groups.png", "dropped.png"):
         assert (workdir / "reports/dedupe" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     manifest = json.loads((workdir / "shards/manifest.json").read_text())
-    assert "git_commit" not in manifest and "git_commit" in json.loads((workdir / "reports/preprocess/run.json").read_text())
+    assert "git_commit" not in manifest and "git_commit" in json.loads(
+        (workdir / "reports/preprocess/run.json").read_text()
+    )
     kept = pd.read_parquet(workdir / "clean/manifest.parquet")
     assert sum(s["rows"] for s in manifest["splits"].values()) == len(kept) == summary["images_kept"]
-    for split, entry in manifest["splits"].items():
+    for entry in manifest["splits"].values():
         for shard in entry["shards"]:
             table = pq.read_table(workdir / "shards" / shard["file"])
             assert table.num_rows == shard["rows"]
@@ -82,17 +94,25 @@ def test_download_synthetic_and_params_error(workdir):
 
 def test_missing_images_fail_download_and_leave_no_output(workdir, raw_copy):
     rewrite_images(raw_copy, drop=("000005.jpg",))
-    (workdir / "params.yaml").write_text(yaml.safe_dump({"data": {"source": "local", "local": {"path": str(raw_copy)}}}))
+    (workdir / "params.yaml").write_text(
+        yaml.safe_dump({"data": {"source": "local", "local": {"path": str(raw_copy)}}})
+    )
     result = stage("download", "--raw", "out", "--downloads", "dl", "--report", "r.json", cwd=workdir)
     assert result.returncode == 1
     assert "1 of 400 images listed in list_attr_celeba.txt are missing, e.g. 000005.jpg" in result.stderr
     assert not (workdir / "out").exists() and not list(workdir.glob(".out.tmp-*"))
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda rows: rows.__setitem__(9, rows[9] + "  1"), r"list_attr_celeba.txt:10: expected 41 fields .* found 42"),
-    (lambda rows: rows.__setitem__(6, rows[6].replace(" 1", " 2", 1)), r"list_attr_celeba.txt:7: values must be -1 or 1"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda rows: rows.__setitem__(9, rows[9] + "  1"), r"list_attr_celeba.txt:10: expected 41 fields .* found 42"),
+        (
+            lambda rows: rows.__setitem__(6, rows[6].replace(" 1", " 2", 1)),
+            r"list_attr_celeba.txt:7: values must be -1 or 1",
+        ),
+    ],
+)
 def test_malformed_attribute_file_fails_dedupe_cleanly(workdir, raw_copy, damage, message):
     previous = workdir / "clean"
     previous.mkdir()
@@ -113,7 +133,18 @@ def test_corrupt_image_after_cleaning_fails_preprocess_without_partial_shards(wo
     before = {p.name: p.read_bytes() for p in (workdir / "shards").iterdir()}
     victim = pd.read_parquet(workdir / "split/manifest.parquet").index[3]
     rewrite_images(raw_copy, replace={victim: b"\xff\xd8\xff garbage"})
-    result = stage("preprocess", "--raw", str(raw_copy), "--split", "split", "--out", "shards", "--reports", "reports/preprocess", cwd=workdir)
+    result = stage(
+        "preprocess",
+        "--raw",
+        str(raw_copy),
+        "--split",
+        "split",
+        "--out",
+        "shards",
+        "--reports",
+        "reports/preprocess",
+        cwd=workdir,
+    )
     assert result.returncode == 1 and f"{victim}: cannot decode image" in result.stderr
     assert {p.name: p.read_bytes() for p in (workdir / "shards").iterdir()} == before
     assert not list(workdir.glob(".shards.tmp-*"))
@@ -125,7 +156,9 @@ def scratch_repo(tmp_path: Path) -> Path:
     repo.mkdir()
     for name in ("dvc.yaml", "faceattrs", "stages", ".gitignore", "plots"):
         src = REPO / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, repo / name, **({"ignore": shutil.ignore_patterns("__pycache__")} if src.is_dir() else {}))
+        (shutil.copytree if src.is_dir() else shutil.copy)(
+            src, repo / name, **({"ignore": shutil.ignore_patterns("__pycache__")} if src.is_dir() else {})
+        )
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     for section, values in TINY.items():
         for key, value in values.items():
@@ -144,9 +177,14 @@ def scratch_repo(tmp_path: Path) -> Path:
 
 def test_dvc_repro_runs_once_then_only_what_a_param_touches(tmp_path):
     repo = scratch_repo(tmp_path)
-    dvc = lambda *a: subprocess.run(["dvc", *a], cwd=repo, env=ENV, capture_output=True, text=True, timeout=900)  # noqa: E731
-    git = lambda *a: subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *a], cwd=repo,  # noqa: E731
-                                    capture_output=True, text=True, check=True)
+
+    def dvc(*args):
+        return subprocess.run(["dvc", *args], cwd=repo, env=ENV, capture_output=True, text=True, timeout=900)
+
+    def git(*args):
+        command = ["git", "-c", "user.email=t@t", "-c", "user.name=t", *args]
+        return subprocess.run(command, cwd=repo, capture_output=True, text=True, check=True)
+
     first = dvc("repro")
     assert first.returncode == 0, first.stdout + first.stderr
     for name in ("download", "dedupe", "split", "preprocess", "train", "evaluate", "predict", "report"):
@@ -158,6 +196,14 @@ def test_dvc_repro_runs_once_then_only_what_a_param_touches(tmp_path):
     assert len(celeba.read_attributes(repo / "data/predictions/predictions_attr.txt")) == metrics_rows(repo)
     git("add", "-A")
     git("commit", "-qm", "baseline")
+
+    # A change to any module a stage imports makes DVC report that stage, and only the stages that import it.
+    losses = repo / "faceattrs/training/losses.py"
+    losses.write_text(losses.read_text() + "\n# an edit\n")
+    changed = set(json.loads(dvc("status", "--json").stdout))
+    assert "train" in changed and not changed & {"download", "dedupe", "split", "preprocess"}
+    git("checkout", "--", "faceattrs/training/losses.py")
+    assert json.loads(dvc("status", "--json").stdout) == {}
 
     exp = dvc("exp", "run", "-S", "loss.gamma=3")
     assert exp.returncode == 0, exp.stdout + exp.stderr

@@ -11,18 +11,23 @@ import pandas as pd
 import pytest
 import torch
 
-from faceattrs import celeba, evaluation, models, prediction, training
-from faceattrs.celeba import ATTRIBUTES
-from faceattrs.losses import AttributeLoss
-from faceattrs.params import EvaluateParams
-from faceattrs.predictor import Predictor
+from faceattrs.core.errors import Diverged, InputError
+from faceattrs.core.params import EvaluateParams
+from faceattrs.data import celeba
+from faceattrs.data.celeba import ATTRIBUTES
+from faceattrs.evaluation import evaluate
+from faceattrs.prediction import outputs
+from faceattrs.prediction.predictor import Predictor
+from faceattrs.synthetic.truth import read_truth
+from faceattrs.training import loop, models
+from faceattrs.training.losses import AttributeLoss
 from tests.conftest import REPO, tiny_params
 
 
 @pytest.fixture(scope="module")
 def trained(tiny_shards, tmp_path_factory):
     out = tmp_path_factory.mktemp("trained")
-    result = training.train(tiny_params(train={"epochs": 3}), tiny_shards, out / "models", out / "live", progress=False)
+    result = loop.train(tiny_params(train={"epochs": 3}), tiny_shards, out / "models", out / "live", progress=False)
     return out, result
 
 
@@ -43,7 +48,7 @@ def test_training_writes_model_checkpoints_and_logs(trained):
 def test_resume_after_a_kill_gives_the_same_result(tiny_shards, tmp_path, trained, monkeypatch):
     params = tiny_params(train={"epochs": 3})
     calls = {"n": 0}
-    real = training.run_epoch
+    real = loop.run_epoch
 
     def killed_in_epoch_three(ctx, data, optimizer=None, *args, **kwargs):
         if optimizer is not None:
@@ -52,12 +57,12 @@ def test_resume_after_a_kill_gives_the_same_result(tiny_shards, tmp_path, traine
                 raise KeyboardInterrupt("simulated kill")
         return real(ctx, data, optimizer, *args, **kwargs)
 
-    monkeypatch.setattr(training, "run_epoch", killed_in_epoch_three)
+    monkeypatch.setattr(loop, "run_epoch", killed_in_epoch_three)
     with pytest.raises(KeyboardInterrupt):
-        training.train(params, tiny_shards, tmp_path / "models", tmp_path / "live", progress=False)
+        loop.train(params, tiny_shards, tmp_path / "models", tmp_path / "live", progress=False)
     assert torch.load(tmp_path / "models" / "last.pt", weights_only=True)["state"]["epoch"] == 2
-    monkeypatch.setattr(training, "run_epoch", real)
-    resumed = training.train(params, tiny_shards, tmp_path / "models", tmp_path / "live", progress=False)
+    monkeypatch.setattr(loop, "run_epoch", real)
+    resumed = loop.train(params, tiny_shards, tmp_path / "models", tmp_path / "live", progress=False)
     out, uninterrupted = trained
     assert resumed == uninterrupted
     a = torch.load(tmp_path / "models" / "model.pt", weights_only=True)["state_dict"]
@@ -72,39 +77,49 @@ def test_changed_params_start_over_instead_of_resuming(tiny_shards, trained, tmp
     models_dir = tmp_path / "models"
     models_dir.mkdir()
     (models_dir / "last.pt").write_bytes((out / "models" / "last.pt").read_bytes())
-    result = training.train(tiny_params(train={"epochs": 1}, optimizer={"lr": 0.001}), tiny_shards, models_dir,
-                            tmp_path / "live", progress=False)
+    result = loop.train(
+        tiny_params(train={"epochs": 1}, optimizer={"lr": 0.001}),
+        tiny_shards,
+        models_dir,
+        tmp_path / "live",
+        progress=False,
+    )
     assert result["epochs"] == 1
 
 
 def test_non_finite_loss_stops_with_a_clear_message(tiny_shards, tmp_path, monkeypatch):
     monkeypatch.setattr(AttributeLoss, "forward", lambda self, logits, y: (logits * float("nan")).mean())
-    with pytest.raises(FloatingPointError, match=r"non-finite loss \(nan\) in epoch 1/2, batch 0: lower optimizer.lr"):
-        training.train(tiny_params(), tiny_shards, tmp_path / "m", tmp_path / "l", progress=False)
+    with pytest.raises(Diverged, match=r"non-finite loss \(nan\) in epoch 1/2, batch 0: lower optimizer.lr"):
+        loop.train(tiny_params(), tiny_shards, tmp_path / "m", tmp_path / "l", progress=False)
 
 
 def test_evaluation_measures_and_thresholds(trained, tiny_shards, synthetic_raw):
-    from faceattrs import synthetic
 
     out, _ = trained
-    results = evaluation.evaluate(out / "models" / "model.pt", tiny_shards, EvaluateParams(thresholds="tuned"),
-                                  synthetic.read_truth(synthetic_raw))
-    summary = evaluation.metrics_json(results)
+    results = evaluate.evaluate(
+        out / "models" / "model.pt", tiny_shards, EvaluateParams(thresholds="tuned"), read_truth(synthetic_raw)
+    )
+    summary = evaluate.metrics_json(results)
     assert 0 < summary["test"]["mean_accuracy"] <= 1 and 0 < summary["test"]["majority_baseline"] <= 1
     assert summary["test"]["noise_ceiling_drawn"] > 0.9
-    assert summary["val"]["mean_accuracy"] >= evaluation.metrics_json(
-        evaluation.evaluate(out / "models" / "model.pt", tiny_shards, EvaluateParams(thresholds="fixed")))["val"]["mean_accuracy"]
-    table = evaluation.per_attribute_table(results)
+    assert (
+        summary["val"]["mean_accuracy"]
+        >= evaluate.metrics_json(
+            evaluate.evaluate(out / "models" / "model.pt", tiny_shards, EvaluateParams(thresholds="fixed"))
+        )["val"]["mean_accuracy"]
+    )
+    table = evaluate.per_attribute_table(results)
     assert list(table["attribute"]) == list(ATTRIBUTES) and not table["drawn"][ATTRIBUTES.index("Attractive")]
 
 
 def test_derived_target_trains_and_evaluates_with_the_fair_score(tiny_shards, tmp_path):
-    params = tiny_params(target={"expression": "Blond_Hair ^ Eyeglasses"}, train={"epochs": 1},
-                         model={"head": "mlp", "head_hidden": 16})
-    training.train(params, tiny_shards, tmp_path / "models", tmp_path / "live", progress=False)
-    results = evaluation.evaluate(tmp_path / "models" / "model.pt", tiny_shards, EvaluateParams())
+    params = tiny_params(
+        target={"expression": "Blond_Hair ^ Eyeglasses"}, train={"epochs": 1}, model={"head": "mlp", "head_hidden": 16}
+    )
+    loop.train(params, tiny_shards, tmp_path / "models", tmp_path / "live", progress=False)
+    results = evaluate.evaluate(tmp_path / "models" / "model.pt", tiny_shards, EvaluateParams())
     assert results["targets"] == ["Blond_Hair^Eyeglasses"]
-    summary = evaluation.metrics_json(results)
+    summary = evaluate.metrics_json(results)
     assert -1 <= summary["test"]["gender_fair_score"] <= 1
     frame = pd.read_parquet(next(tiny_shards.glob("test-*.parquet")), columns=["Blond_Hair", "Eyeglasses"])
     assert results["test"]["positive_rate"][0] == pytest.approx((frame["Blond_Hair"] ^ frame["Eyeglasses"]).mean())
@@ -113,13 +128,13 @@ def test_derived_target_trains_and_evaluates_with_the_fair_score(tiny_shards, tm
 def test_predictions_read_back_with_the_celeba_reader(trained, tiny_shards, tmp_path):
     out, _ = trained
     predictor = Predictor(out / "models" / "model.pt")
-    index, logits = prediction.predict_paths(predictor, [tiny_shards])
-    frame = prediction.predictions_frame(index, logits, predictor.targets, np.zeros(40))
-    paths = prediction.write_predictions(frame, predictor.targets, tmp_path)
+    index, logits = outputs.predict_paths(predictor, [tiny_shards])
+    frame = outputs.predictions_frame(index, logits, predictor.targets, np.zeros(40))
+    paths = outputs.write_predictions(frame, predictor.targets, tmp_path)
     back = celeba.read_attributes(paths["celeba"])
     assert list(back.index) == list(index) and (back.to_numpy() == (logits > 0)).all()
     one_file = sorted(tiny_shards.glob("train-*.parquet"))[-1]
-    index_one, _ = prediction.predict_paths(predictor, [one_file])
+    index_one, _ = outputs.predict_paths(predictor, [one_file])
     assert list(index_one) == list(pd.read_parquet(one_file, columns=["image_id"])["image_id"])
     csv = pd.read_csv(paths["csv"], index_col="image_id")
     assert (csv[list(ATTRIBUTES)].to_numpy() == back.to_numpy()).all()
@@ -130,7 +145,7 @@ def test_photo_scores_equal_shard_scores(trained, tiny_shards, synthetic_photos)
     """A raw photo goes through the same crop, resize and encoding as the shards it was trained on."""
     out, _ = trained
     predictor = Predictor(out / "models" / "model.pt")
-    logits, _, frame = evaluation.split_logits(predictor, tiny_shards, "test")
+    logits, _, frame = evaluate.split_logits(predictor, tiny_shards, "test")
     names = list(frame.index[:5])
     from_shards = logits[:5]
     from_photos = predictor.logits_for_photos([synthetic_photos / n for n in names])
@@ -140,20 +155,52 @@ def test_photo_scores_equal_shard_scores(trained, tiny_shards, synthetic_photos)
 def test_cli_prints_a_table_for_one_photo_and_files_for_many(trained, synthetic_photos, tmp_path):
     out, _ = trained
     image = synthetic_photos / "000001.jpg"
-    one = subprocess.run([sys.executable, "-m", "faceattrs.cli", "predict", str(image), "--model", str(out / "models/model.pt"),
-                          "--thresholds", str(tmp_path / "none.json")], capture_output=True, text=True, cwd=REPO)
+    one = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "faceattrs.cli",
+            "predict",
+            str(image),
+            "--model",
+            str(out / "models/model.pt"),
+            "--thresholds",
+            str(tmp_path / "none.json"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert one.returncode == 0, one.stderr
     assert one.stdout.splitlines()[0] == "000001.jpg" and "Eyeglasses" in one.stdout
     folder = tmp_path / "photos"
     folder.mkdir()
     for name in ("000001.jpg", "000002.jpg", "000003.jpg"):
         (folder / name).write_bytes((synthetic_photos / name).read_bytes())
-    many = subprocess.run([sys.executable, "-m", "faceattrs.cli", "predict", str(folder), "--model", str(out / "models/model.pt"),
-                           "--out", str(tmp_path / "pred")], capture_output=True, text=True, cwd=REPO)
+    many = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "faceattrs.cli",
+            "predict",
+            str(folder),
+            "--model",
+            str(out / "models/model.pt"),
+            "--out",
+            str(tmp_path / "pred"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert many.returncode == 0, many.stderr
     assert len(celeba.read_attributes(tmp_path / "pred" / "predictions_attr.txt")) == 3
-    missing = subprocess.run([sys.executable, "-m", "faceattrs.cli", "predict", str(folder), "--model", str(tmp_path / "no.pt")],
-                             capture_output=True, text=True, cwd=REPO)
+    missing = subprocess.run(
+        [sys.executable, "-m", "faceattrs.cli", "predict", str(folder), "--model", str(tmp_path / "no.pt")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert missing.returncode == 1 and "no checkpoint there; run the train stage first" in missing.stderr
 
 
@@ -162,10 +209,10 @@ def test_predictor_refuses_a_checkpoint_of_another_model(trained, tmp_path):
     ckpt = torch.load(out / "models" / "model.pt", weights_only=True)
     ckpt["signature"]["backbone"] = "resnet50"
     torch.save(ckpt, tmp_path / "other.pt")
-    with pytest.raises(ValueError, match="backbone: checkpoint has 'resnet50', params ask for 'resnet10t'"):
+    with pytest.raises(InputError, match="backbone: checkpoint has 'resnet50', params ask for 'resnet10t'"):
         Predictor(tmp_path / "other.pt")
     torch.save({"state_dict": ckpt["state_dict"]}, tmp_path / "bare.pt")
-    with pytest.raises(ValueError, match="not a final model.pt"):
+    with pytest.raises(InputError, match=r"not a final model\.pt"):
         Predictor(tmp_path / "bare.pt")
     models.load_checkpoint(out / "models" / "model.pt")
 
@@ -173,16 +220,19 @@ def test_predictor_refuses_a_checkpoint_of_another_model(trained, tmp_path):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_training_on_the_gpu_with_bf16_and_channels_last(tiny_shards, tmp_path):
-    result = training.train(tiny_params(train={"epochs": 1, "device": "cuda"}), tiny_shards, tmp_path / "m", tmp_path / "l",
-                            progress=False)
+    result = loop.train(
+        tiny_params(train={"epochs": 1, "device": "cuda"}), tiny_shards, tmp_path / "m", tmp_path / "l", progress=False
+    )
     assert 0 < result["best_val_mean_accuracy"] <= 1
-    assert Predictor(tmp_path / "m" / "model.pt", "cuda").logits(torch.zeros(2, 3, 40, 32, dtype=torch.uint8)).shape == (2, 40)
+    assert Predictor(tmp_path / "m" / "model.pt", "cuda").logits(
+        torch.zeros(2, 3, 40, 32, dtype=torch.uint8)
+    ).shape == (2, 40)
 
 
 def test_early_stopping_stops_when_val_accuracy_stalls(tiny_shards, tmp_path):
     # A learning rate too small to move the weights: val accuracy never improves after epoch 1.
     params = tiny_params(train={"epochs": 5, "early_stopping": 1}, optimizer={"lr": 1e-12}, schedule={"name": "none"})
-    result = training.train(params, tiny_shards, tmp_path / "m", tmp_path / "l", progress=False)
+    result = loop.train(params, tiny_shards, tmp_path / "m", tmp_path / "l", progress=False)
     assert result["epochs"] == 2 and result["best_epoch"] == 1
 
 
@@ -192,18 +242,19 @@ def test_changed_training_code_starts_over(tiny_shards, trained, tmp_path, monke
     models_dir.mkdir()
     (models_dir / "last.pt").write_bytes((out / "models" / "last.pt").read_bytes())
     params = tiny_params(train={"epochs": 3})
-    assert torch.load(models_dir / "last.pt", weights_only=True)["fingerprint"] == training.fingerprint(params, tiny_shards)
-    monkeypatch.setattr(training, "code_digest", lambda: "a fixed loss function")
+    assert torch.load(models_dir / "last.pt", weights_only=True)["fingerprint"] == loop.fingerprint(params, tiny_shards)
+    monkeypatch.setattr(loop, "code_digest", lambda: "a fixed loss function")
     ran = []
-    real = training.run_epoch
-    monkeypatch.setattr(training, "run_epoch", lambda *a, **k: ran.append(1) or real(*a, **k))
-    training.train(params, tiny_shards, models_dir, tmp_path / "live", progress=False)
+    real = loop.run_epoch
+    monkeypatch.setattr(loop, "run_epoch", lambda *a, **k: ran.append(1) or real(*a, **k))
+    loop.train(params, tiny_shards, models_dir, tmp_path / "live", progress=False)
     assert len(ran) == 6  # three epochs of training and validation, not a resumed no-op
 
 
 def test_decoding_on_the_device_matches_the_loader(tiny_shards, tmp_path):
-    from faceattrs.loader import ShardDataset, decode_batch, loader as make_loader
-    from faceattrs.targets import from_params
+    from faceattrs.training.loader import ShardDataset, decode_batch
+    from faceattrs.training.loader import loader as make_loader
+    from faceattrs.training.targets import from_params
 
     plain = ShardDataset(tiny_shards, "val", from_params(None, None))
     encoded = ShardDataset(tiny_shards, "val", from_params(None, None), encoded=True)
@@ -214,6 +265,11 @@ def test_decoding_on_the_device_matches_the_loader(tiny_shards, tmp_path):
     assert decoded.shape == expected.shape and decoded.dtype == torch.uint8
     assert (decoded.int() - expected.int()).abs().float().mean() < 1.0  # two libjpeg-turbo builds
 
-    result = training.train(tiny_params(train={"epochs": 1, "decode_on": "device"}), tiny_shards,
-                            tmp_path / "models", tmp_path / "live", progress=False)
+    result = loop.train(
+        tiny_params(train={"epochs": 1, "decode_on": "device"}),
+        tiny_shards,
+        tmp_path / "models",
+        tmp_path / "live",
+        progress=False,
+    )
     assert 0 < result["best_val_mean_accuracy"] <= 1

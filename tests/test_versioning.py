@@ -23,8 +23,14 @@ def _dvc(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProc
 
 
 def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *args], cwd=repo, env=ENV,
-                          capture_output=True, text=True, check=True).stdout
+    return subprocess.run(
+        ["git", "-c", "user.email=t@t", "-c", "user.name=t", *args],
+        cwd=repo,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +53,12 @@ def test_push_then_pull_into_a_fresh_clone_restores_every_output(repo, tmp_path)
     _dvc(clone, "pull")
     status = _dvc(clone, "status")
     assert "Data and pipelines are up to date" in status.stdout, status.stdout
-    for path in ("data/models/model.pt", "data/raw/img_align_celeba.zip", "data/shards/manifest.json",
-                 "data/predictions/predictions_attr.txt"):
+    for path in (
+        "data/models/model.pt",
+        "data/raw/img_align_celeba.zip",
+        "data/shards/manifest.json",
+        "data/predictions/predictions_attr.txt",
+    ):
         assert (clone / path).read_bytes() == (repo / path).read_bytes(), path
     # Nothing reruns: the pulled outputs are what the lock file records.
     assert "Running stage" not in _dvc(clone, "repro").stdout
@@ -59,8 +69,9 @@ def test_the_model_is_an_artifact_fetched_by_name(repo, tmp_path):
     assert listed["type"] == "model" and listed["desc"] and listed["meta"]["metrics"] == "reports/evaluate/metrics.json"
     _dvc(repo, "push")
     # Registering a version is a GTO tag on the commit that produced it.
-    registered = subprocess.run(["gto", "register", "face-attributes", "--version", "v1.0.0"], cwd=repo, env=ENV,
-                                capture_output=True, text=True)
+    registered = subprocess.run(
+        ["gto", "register", "face-attributes", "--version", "v1.0.0"], cwd=repo, env=ENV, capture_output=True, text=True
+    )
     assert registered.returncode == 0, registered.stdout + registered.stderr
     assert "face-attributes@v1.0.0" in _git(repo, "tag")
     out = tmp_path / "fetched.pt"
@@ -100,8 +111,9 @@ def test_a_committed_param_change_shows_in_metrics_and_plots_diff(repo, tmp_path
     with browser_page(offline=True) as browser:
         browser.goto(file_url(out / "index.html"))
         # vega-embed adds a canvas (or an SVG of marks) to each plot's div once the chart is drawn.
-        browser.wait_for_function("document.querySelectorAll('.vega-embed canvas, .vega-embed svg.marks').length >= 8",
-                                  timeout=60_000)
+        browser.wait_for_function(
+            "document.querySelectorAll('.vega-embed canvas, .vega-embed svg.marks').length >= 8", timeout=60_000
+        )
         charts = browser.locator(".vega-embed").count()
         drawn = browser.locator(".vega-embed canvas, .vega-embed svg.marks").count()
         sizes = browser.eval_on_selector_all(".vega-embed canvas", "els => els.map(e => e.width * e.height)")
@@ -114,12 +126,23 @@ def test_the_report_stage_writes_valid_pictures_and_a_page_linking_them(repo):
     from PIL import Image
 
     page = (repo / "reports/README.md").read_text()
-    for link in ("dedupe/groups.png", "dedupe/dropped.png", "data/frequency.png", "data/cooccurrence.png",
-                 "evaluate/report.md", "data/shift.csv"):
+    for link in (
+        "dedupe/groups.png",
+        "dedupe/dropped.png",
+        "data/frequency.png",
+        "data/cooccurrence.png",
+        "evaluate/report.md",
+        "data/shift.csv",
+    ):
         assert f"({link})" in page, link
         assert (repo / "reports" / link).exists(), link
-    for picture in ("dedupe/groups.png", "dedupe/dropped.png", "data/frequency.png", "data/cooccurrence.png",
-                    "evaluate/accuracy.png"):
+    for picture in (
+        "dedupe/groups.png",
+        "dedupe/dropped.png",
+        "data/frequency.png",
+        "data/cooccurrence.png",
+        "evaluate/accuracy.png",
+    ):
         with Image.open(repo / "reports" / picture) as img:
             img.verify()
             assert img.format == "PNG" and img.width >= 300 and img.height >= 200, (picture, img.size)

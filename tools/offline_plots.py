@@ -41,8 +41,13 @@ PAGE = """<!DOCTYPE html>
 
 
 def minified(package: str, version: str, workdir: Path) -> str:
-    tarball = subprocess.run(["npm", "pack", f"{package}@{version}", "--silent"], cwd=workdir, check=True,
-                             capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    tarball = (
+        subprocess.run(
+            ["npm", "pack", f"{package}@{version}", "--silent"], cwd=workdir, check=True, capture_output=True, text=True
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     with tarfile.open(workdir / tarball) as tar:
         script = tar.extractfile(f"package/build/{package}.min.js").read().decode()
     if "</script" in script.lower():
@@ -52,8 +57,10 @@ def minified(package: str, version: str, workdir: Path) -> str:
 
 def build(out: Path = OUT) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
-        scripts = "\n".join(f'    <script>/* {name}@{version} */\n{minified(name, version, Path(tmp))}\n    </script>'
-                            for name, version in PACKAGES.items())
+        scripts = "\n".join(
+            f"    <script>/* {name}@{version} */\n{minified(name, version, Path(tmp))}\n    </script>"
+            for name, version in PACKAGES.items()
+        )
     versions = ", ".join(f"{name}@{version}" for name, version in PACKAGES.items())
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(PAGE.format(versions=versions, scripts=scripts), encoding="utf8")

@@ -1,0 +1,5 @@
+"""``python -m faceattrs``: the ``faceattrs`` command."""
+
+from faceattrs.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Cleaning the raw dataset: duplicates, unreadable images and label conflicts."""

@@ -1,0 +1,133 @@
+"""The dedupe stage's work as one pure function: raw CelebA folder in, clean manifest and findings out."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from faceattrs.cleaning import duplicates
+from faceattrs.core.params import DedupeParams
+from faceattrs.data import celeba
+from faceattrs.data.archive import ImageArchive
+from faceattrs.data.celeba import ATTRIBUTES
+from faceattrs.synthetic.truth import TRUTH_FILE, read_truth
+
+
+@dataclass
+class Cleaning:
+    manifest: pd.DataFrame  # kept images: identity, partition, sha256, group, the 40 labels
+    groups: pd.DataFrame  # every member of every duplicate group, with kept and conflicts
+    dropped: pd.DataFrame  # every image not kept, with why
+    summary: dict
+
+
+def load_raw(raw: Path) -> pd.DataFrame:
+    """Labels, partition and identity (-1 where the source has none) of every listed image."""
+    labels = celeba.read_attributes(raw / celeba.ATTR_FILE)
+    frame = labels.copy()
+    frame.insert(0, "partition", celeba.read_partition(raw / celeba.PARTITION_FILE).loc[labels.index])
+    identity_file = raw / celeba.IDENTITY_FILE
+    identity = celeba.read_identity(identity_file).loc[labels.index] if identity_file.exists() else -1
+    frame.insert(0, "identity", identity)
+    frame["identity"] = frame["identity"].astype(np.int32)
+    return frame
+
+
+def clean(raw: Path, params: DedupeParams, workers: int = 0, progress: bool = True) -> Cleaning:
+    data = load_raw(raw)
+    hashes = duplicates.hash_images(ImageArchive.of(raw), list(data.index), params.hash_size, workers, progress)
+    groups = duplicates.group_duplicates(hashes, params.max_distance, params.max_thumbnail_difference)
+    table, relabel = duplicates.resolve_groups(
+        groups,
+        data[list(ATTRIBUTES)],
+        data["identity"] if (data["identity"] >= 0).all() else None,
+        params.conflict_policy,
+    )
+    table.insert(2, "partition", data.loc[table["image_id"], "partition"].to_numpy())
+    unreadable = hashes[hashes["problem"].notna()]
+    not_kept = table[~table["kept"]]
+    reason = np.where(
+        not_kept["labels_conflict"] & (params.conflict_policy == "drop"),
+        "duplicate group with conflicting labels (policy drop)",
+        np.where(not_kept["kind"] == "exact", "exact duplicate", "near duplicate"),
+    )
+    dropped = (
+        pd.concat(
+            [
+                pd.DataFrame(
+                    {"image_id": unreadable.index, "reason": "unreadable: " + unreadable["problem"], "group": -1}
+                ),
+                pd.DataFrame({"image_id": not_kept["image_id"], "reason": reason, "group": not_kept["group"]}),
+            ]
+        )
+        .sort_values("image_id")
+        .reset_index(drop=True)
+    )
+
+    manifest = data.drop(index=dropped["image_id"])
+    manifest.update(relabel.astype(np.int8))
+    manifest[list(ATTRIBUTES)] = manifest[list(ATTRIBUTES)].astype(np.int8)
+    manifest.insert(2, "sha256", hashes.loc[manifest.index, "sha256"])
+    manifest.insert(
+        3, "group", table.set_index("image_id")["group"].reindex(manifest.index).fillna(-1).astype(np.int32)
+    )
+    manifest.insert(4, "relabelled", manifest.index.isin(relabel.index))
+
+    first_rows = table.drop_duplicates("group")
+    summary = {
+        "images_listed": len(data),
+        "images_kept": len(manifest),
+        "unreadable": len(unreadable),
+        "unreadable_by_problem": {
+            k: int(v) for k, v in unreadable["problem"].str.split(":").str[0].value_counts().items()
+        },
+        "duplicate_groups": {
+            "exact": int((first_rows["kind"] == "exact").sum()),
+            "near": int((first_rows["kind"] == "near").sum()),
+            "redundant_images": int(len(table) - len(first_rows)),
+            "with_label_conflicts": int(first_rows["labels_conflict"].sum()),
+            "with_identity_conflicts": int(first_rows["identity_conflict"].sum()),
+            "crossing_official_partitions": int(table.groupby("group")["partition"].nunique().gt(1).sum()),
+        },
+        "dropped_for_conflicts": int((dropped["reason"].str.contains("policy drop")).sum()),
+        "relabelled_by_majority": len(relabel),
+        "contradictions_by_attribute": duplicates.contradiction_counts(table),
+    }
+    return Cleaning(manifest, table, dropped, summary)
+
+
+def duplicate_pairs(groups: pd.DataFrame) -> set[tuple[str, str]]:
+    """Every pair of images that share a duplicate group, each pair sorted."""
+    return {
+        pair
+        for _, members in groups.groupby("group")
+        for pair in itertools.combinations(sorted(members["image_id"]), 2)
+    }
+
+
+def score_against_truth(result: Cleaning, truth: dict) -> dict:
+    """Precision and recall of the cleaning against the flaws a synthetic dataset planted."""
+    exact = {tuple(sorted(p[:2])) for p in truth["exact_duplicates"]}
+    near = {tuple(sorted(p[:2])) for p in truth["near_duplicates"]}
+    found = duplicate_pairs(result.groups)
+    unreadable = set(result.dropped.loc[result.dropped["reason"].str.startswith("unreadable"), "image_id"])
+    ratio = lambda a, b: round(len(a) / len(b), 4) if b else 1.0  # noqa: E731
+    return {
+        "duplicate_pair_precision": ratio(found & (exact | near), found),
+        "exact_pair_recall": ratio(found & exact, exact),
+        "near_pair_recall": ratio(found & near, near),
+        "unreadable_recall": ratio(unreadable & set(truth["unreadable"]), truth["unreadable"]),
+        "unreadable_precision": ratio(unreadable & set(truth["unreadable"]), unreadable),
+    }
+
+
+def clean_and_score(raw: Path, params: DedupeParams, workers: int = 0, progress: bool = True) -> Cleaning:
+    """``clean``, plus the score against the planted truth when ``raw`` is synthetic."""
+    result = clean(raw, params, workers, progress)
+    if (raw / TRUTH_FILE).exists():
+        result.summary["against_planted_truth"] = score_against_truth(result, read_truth(raw))
+    return result

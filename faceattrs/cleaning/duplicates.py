@@ -1,0 +1,283 @@
+"""Finding duplicates and unreadable images, and resolving the label conflicts inside duplicate groups.
+
+Exact duplicates share a content hash; near duplicates have perceptual hashes
+(imagehash's pHash, computed here as two matrix products on libjpeg-turbo's luma)
+within a Hamming radius. The near search is a multi-index
+hash: split each hash into radius + 1 blocks, and by the pigeonhole principle any
+pair within the radius agrees exactly on at least one block, so only pairs that
+share a block value are compared, never all pairs.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+import pandas as pd
+import scipy.fft
+import simplejpeg
+from PIL import Image
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from faceattrs.core.errors import UnknownChoice
+from faceattrs.core.parallel import imap
+from faceattrs.data.archive import ImageArchive
+from faceattrs.data.celeba import ATTRIBUTES
+
+THUMB = 16
+
+
+@dataclass(frozen=True)
+class ImageCheck:
+    image_id: str
+    sha256: str
+    phash: bytes | None  # packed bits; None when the image cannot be decoded
+    thumb: bytes | None  # THUMB x THUMB grey pixels, to verify near-duplicate candidates
+    problem: str | None  # why the image is unreadable
+
+
+@functools.lru_cache(maxsize=8)
+def _resampling(size: int, out: int, method: int) -> np.ndarray:
+    """PIL's resampling of ``size`` pixels to ``out`` as an (out x size) matrix (it is linear)."""
+    eye = Image.fromarray(np.eye(size, dtype=np.float32), mode="F")
+    return np.asarray(eye.resize((out, size), method), dtype=np.float64).T
+
+
+@functools.lru_cache(maxsize=8)
+def _projections(width: int, height: int, hash_size: int) -> tuple[np.ndarray, np.ndarray]:
+    # imagehash's pHash is DCT(LANCZOS resize to 4h x 4h)[:h, :h]; both steps are linear, so
+    # they fold into one (h x H) and one (W x h) matrix, stacked here with the thumbnail's
+    # box filters: two small float32 products per image instead of a resize, two FFT calls
+    # and an ImageHash object.
+    grid = 4 * hash_size
+    dct = scipy.fft.dct(np.eye(grid), axis=0)
+    left = np.vstack(
+        [(dct @ _resampling(height, grid, Image.LANCZOS))[:hash_size], _resampling(height, THUMB, Image.BOX)]
+    )
+    right = np.hstack(
+        [(dct @ _resampling(width, grid, Image.LANCZOS))[:hash_size].T, _resampling(width, THUMB, Image.BOX).T]
+    )
+    return left.astype(np.float32), right.astype(np.float32)
+
+
+def perceptual_hash(grey: np.ndarray, hash_size: int = 8) -> tuple[np.ndarray, bytes]:
+    """imagehash's pHash bits and a THUMB x THUMB thumbnail of one grey (H x W) image."""
+    left, right = _projections(grey.shape[1], grey.shape[0], hash_size)
+    rows = left @ grey.astype(np.float32)
+    low = rows[:hash_size] @ right[:, :hash_size]
+    thumb = np.clip(np.rint(rows[hash_size:] @ right[:, hash_size:]), 0, 255).astype(np.uint8)
+    return (low > np.median(low)).ravel(), thumb.tobytes()
+
+
+def _grey(data: bytes) -> np.ndarray:
+    """Luma of a JPEG through libjpeg-turbo (simplejpeg); PIL for what turbo refuses but PIL reads."""
+    try:
+        return simplejpeg.decode_jpeg(data, colorspace="GRAY")[:, :, 0]
+    except ValueError:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.format != "JPEG":
+                raise _NotJpeg(img.format) from None
+            img.load()  # decodes every byte: a truncated file fails here
+            return np.asarray(img.convert("L"))
+
+
+class _NotJpeg(Exception):
+    pass
+
+
+def check_image(name: str, data: bytes, hash_size: int = 8) -> ImageCheck:
+    """Content hash, perceptual hash and readability of one image's bytes."""
+    sha = hashlib.sha256(data).hexdigest()
+    if not data:
+        return ImageCheck(name, sha, None, None, "empty file")
+    try:
+        bits, thumb = perceptual_hash(_grey(data), hash_size)
+    except _NotJpeg as err:
+        return ImageCheck(name, sha, None, None, f"not a JPEG ({err})")
+    except Exception as err:  # PIL raises several unrelated types for broken files
+        reason = "not an image" if "cannot identify" in str(err) else f"corrupt: {err}"
+        return ImageCheck(name, sha, None, None, reason)
+    return ImageCheck(name, sha, np.packbits(bits).tobytes(), thumb, None)
+
+
+def _check_member(name: str, images: ImageArchive, hash_size: int) -> ImageCheck:
+    return check_image(name, images.read(name), hash_size)
+
+
+def hash_images(
+    images: ImageArchive, names: list[str], hash_size: int, workers: int = 0, progress: bool = True
+) -> pd.DataFrame:
+    """One row per image: sha256, packed phash (or None) and the problem, if any."""
+    rows = list(
+        imap(
+            partial(_check_member, images=images, hash_size=hash_size),
+            names,
+            total=len(names),
+            workers=workers,
+            desc="hash images",
+            progress=progress,
+        )
+    )
+    return pd.DataFrame([r.__dict__ for r in rows]).set_index("image_id")
+
+
+def _words(packed: np.ndarray) -> np.ndarray:
+    """Packed hash bytes as rows of uint64 words, padded, for fast popcounts."""
+    pad = (-packed.shape[1]) % 8
+    if pad:
+        packed = np.pad(packed, ((0, 0), (0, pad)))
+    return np.ascontiguousarray(packed).view(np.uint64)
+
+
+def hamming(packed: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Hamming distances between rows ``i`` and ``j`` of a packed-bit matrix."""
+    words = _words(packed)
+    return np.bitwise_count(words[i] ^ words[j]).sum(axis=1, dtype=np.int32)
+
+
+def near_pairs(packed: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All pairs (i < j) whose hashes are within ``max_distance`` bits, with their distances."""
+    n = len(packed)
+    words = _words(packed)
+    bits = np.unpackbits(packed, axis=1)
+    blocks = np.array_split(np.arange(bits.shape[1]), min(max_distance + 1, bits.shape[1]))
+    found_i, found_j = [], []
+    for block in blocks:
+        keys = bits[:, block].astype(np.int64) @ (1 << np.arange(len(block), dtype=np.int64))
+        order = np.argsort(keys, kind="stable")
+        sorted_keys = keys[order]
+        # Members of one bucket are contiguous after sorting: pair each with the member
+        # ``offset`` places later while the keys still match, and keep only close pairs
+        # at once, so memory stays small however many candidates there are.
+        offset = 1
+        while offset < n:
+            same = np.flatnonzero(sorted_keys[offset:] == sorted_keys[:-offset])
+            if not len(same):
+                break
+            a, b = order[same], order[same + offset]
+            close = np.bitwise_count(words[a] ^ words[b]).sum(axis=1) <= max_distance
+            found_i.append(np.minimum(a[close], b[close]))
+            found_j.append(np.maximum(a[close], b[close]))
+            offset += 1
+    if not found_i:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty, empty.astype(np.int32)
+    # A pair that agrees on several blocks was found once per block.
+    codes = np.unique(np.concatenate(found_i).astype(np.int64) * n + np.concatenate(found_j))
+    i, j = codes // n, codes % n
+    return i, j, hamming(packed, i, j)
+
+
+def thumbnail_difference(thumbs: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Mean absolute grey-level difference between the thumbnails of pairs ``i``, ``j``."""
+    return np.abs(thumbs[i].astype(np.int16) - thumbs[j]).mean(axis=1)
+
+
+def group_duplicates(hashes: pd.DataFrame, max_distance: int, max_thumbnail_difference: float = 255.0) -> pd.DataFrame:
+    """Duplicate groups among readable images: columns group, image_id, kind (exact or near).
+
+    Perceptual hashes propose near pairs; a pair is kept only if the two thumbnails
+    also agree, since different faces on similar backgrounds can share a hash.
+    """
+    readable = hashes[hashes["problem"].isna()]
+    n = len(readable)
+    sha_codes = pd.factorize(readable["sha256"])[0]
+    exact_i, exact_j = [], []
+    order = np.argsort(sha_codes, kind="stable")
+    runs = np.split(order, np.flatnonzero(np.diff(sha_codes[order])) + 1)
+    for run in runs:
+        if len(run) > 1:
+            exact_i += [run[0]] * (len(run) - 1)
+            exact_j += list(run[1:])
+    packed = (
+        np.frombuffer(b"".join(readable["phash"]), dtype=np.uint8).reshape(n, -1) if n else np.zeros((0, 1), np.uint8)
+    )
+    near_i, near_j, _ = near_pairs(packed, max_distance)
+    if len(near_i):
+        thumbs = np.frombuffer(b"".join(readable["thumb"]), dtype=np.uint8).reshape(n, -1)
+        similar = thumbnail_difference(thumbs, near_i, near_j) <= max_thumbnail_difference
+        near_i, near_j = near_i[similar], near_j[similar]
+    i = np.r_[np.array(exact_i, dtype=np.int64), near_i]
+    j = np.r_[np.array(exact_j, dtype=np.int64), near_j]
+    graph = coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n))
+    _, component = connected_components(graph, directed=False)
+    sizes = np.bincount(component)
+    in_group = sizes[component] > 1
+    frame = pd.DataFrame(
+        {
+            "image_id": readable.index[in_group],
+            "component": component[in_group],
+            "sha256": readable["sha256"].to_numpy()[in_group],
+        }
+    )
+    if frame.empty:
+        return pd.DataFrame(columns=["group", "image_id", "kind"])
+    frame = frame.sort_values("image_id")
+    # Number groups by their first image, so the numbering is stable across runs.
+    first = frame.groupby("component")["image_id"].transform("min")
+    frame["group"] = pd.factorize(first, sort=True)[0]
+    exact = frame.groupby("group")["sha256"].transform("nunique") == 1
+    frame["kind"] = np.where(exact, "exact", "near")
+    return frame[["group", "image_id", "kind"]].sort_values(["group", "image_id"]).reset_index(drop=True)
+
+
+POLICIES = ("drop", "majority", "first")
+
+
+def resolve_groups(
+    groups: pd.DataFrame, labels: pd.DataFrame, identity: pd.Series | None, policy: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Decide what each duplicate group keeps.
+
+    Returns the group table (one row per member, with ``kept`` and the conflicts found)
+    and the labels that replace the kept members' published ones (majority policy).
+    Every policy keeps one image per group (the first by file name); a group whose
+    labels disagree keeps it with its own labels (``first``), with the per-attribute
+    majority of the group (``majority``, ties to the first), or not at all (``drop``).
+    """
+    if policy not in POLICIES:
+        raise UnknownChoice(f"unknown conflict policy {policy!r}; valid: {', '.join(POLICIES)}")
+    table = groups.copy()
+    member_labels = labels.loc[table["image_id"]].to_numpy()
+    by_group = pd.DataFrame(member_labels, columns=list(ATTRIBUTES)).groupby(table["group"].to_numpy())
+    disagree = by_group.nunique() > 1
+    table["labels_conflict"] = disagree.any(axis=1).loc[table["group"]].to_numpy()
+    table["conflicting_attributes"] = [
+        " ".join(a for a, d in zip(ATTRIBUTES, row, strict=True) if d)
+        for row in disagree.loc[table["group"]].to_numpy()
+    ]
+    if identity is not None:
+        ids = identity.loc[table["image_id"]].to_numpy()
+        table["identity_conflict"] = (
+            pd.Series(ids).groupby(table["group"].to_numpy()).transform("nunique").to_numpy() > 1
+        )
+    else:
+        table["identity_conflict"] = False
+    first = ~table.duplicated("group")
+    table["kept"] = first & ~(table["labels_conflict"] & (policy == "drop"))
+    relabel = pd.DataFrame(columns=list(ATTRIBUTES), dtype=np.int8)
+    if policy == "majority":
+        positives = by_group.sum()
+        counts = by_group.size()
+        first_labels = by_group.first()
+        votes = np.where(
+            positives.mul(2) > counts.to_numpy()[:, None],
+            1,
+            np.where(positives.mul(2) < counts.to_numpy()[:, None], 0, first_labels),
+        )
+        majority = pd.DataFrame(votes, index=positives.index, columns=list(ATTRIBUTES)).astype(np.int8)
+        kept = table[table["kept"] & table["labels_conflict"]]
+        relabel = majority.loc[kept["group"]].set_axis(pd.Index(kept["image_id"], name="image_id"))
+    return table, relabel
+
+
+def contradiction_counts(table: pd.DataFrame) -> dict[str, int]:
+    """How many duplicate groups disagree on each attribute."""
+    per_group = table.drop_duplicates("group")["conflicting_attributes"].str.split()
+    counts = pd.Series([a for attrs in per_group for a in attrs], dtype=object).value_counts()
+    return {a: int(counts.get(a, 0)) for a in ATTRIBUTES if counts.get(a, 0)}

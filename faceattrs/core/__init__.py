@@ -1,0 +1,1 @@
+"""What every stage shares: the params schema, input errors, atomic writes, parallel map, provenance."""

@@ -1,0 +1,389 @@
+"""The one typed schema of params.yaml, loaded and validated here and nowhere else.
+
+The schema is the single home of the defaults: each field's default and description
+become the repository's params.yaml (``faceattrs params --defaults``), and a test
+keeps the two equal. An unknown key, a wrong type or an unknown choice is a
+``ParamsError`` that names the dotted key and, for choices, the valid values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from faceattrs.core.errors import InputError
+from faceattrs.data.celeba import ATTRIBUTES
+
+
+class ParamsError(InputError):
+    """params.yaml does not match the schema."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _attributes(names: list[str], key: str) -> list[str]:
+    unknown = [a for a in names if a not in ATTRIBUTES]
+    if unknown:
+        raise ValueError(f"unknown attributes {unknown} in {key}; valid: {', '.join(ATTRIBUTES)}")
+    return names
+
+
+class SyntheticParams(Section):
+    """The embedded synthetic CelebA: size, seed and the flaws planted in it."""
+
+    num_images: int = Field(6000, ge=50, le=202_599, description="202599 for CelebA's full size")
+    images_per_identity: float = Field(8.0, ge=1.0, le=35.0, description="CelebA averages about 20")
+    seed: int = 1234
+    exact_duplicate_rate: float = Field(
+        0.005, ge=0, le=0.1, description="planted flaws, as fractions of num_images (the truth sidecar counts them)"
+    )
+    near_duplicate_rate: float = Field(0.01, ge=0, le=0.1, description="re-encoded, shifted or rescaled copies")
+    no_face_rate: float = Field(0.003, ge=0, le=0.1, description="pictures with no face in them")
+    unreadable_rate: float = Field(0.002, ge=0, le=0.1, description="truncated, empty or not a JPEG")
+    label_noise: dict[str, float] = Field(
+        default_factory=lambda: {"default": 0.02, "High_Cheekbones": 0.08, "Pointy_Nose": 0.08, "Oval_Face": 0.08},
+        description="chance that a published label is flipped, per attribute; annotators barely agree "
+        "on High_Cheekbones, Pointy_Nose and Oval_Face in CelebA",
+    )
+    jpeg_quality: int = Field(90, ge=50, le=100)
+
+    @field_validator("label_noise")
+    @classmethod
+    def _known_attributes(cls, value: dict[str, float]) -> dict[str, float]:
+        valid = {"default", *ATTRIBUTES}
+        for key, rate in value.items():
+            if key not in valid:
+                raise ValueError(f"unknown attribute {key!r}; valid: default or one of {', '.join(ATTRIBUTES)}")
+            if not 0 <= rate < 0.5:
+                raise ValueError(f"noise rate for {key} must be in [0, 0.5), got {rate}")
+        return value
+
+    def noise_rate(self, attribute: str) -> float:
+        return self.label_noise.get(attribute, self.label_noise.get("default", 0.0))
+
+
+class LocalSourceParams(Section):
+    """An existing CelebA on disk."""
+
+    path: str | None = Field(None, description="an extracted CelebA, the zip + txt files, or the Kaggle layout")
+
+
+class UrlSourceParams(Section):
+    """An HTTP(S) mirror that serves the published files."""
+
+    base: str | None = Field(None, description="a mirror serving img_align_celeba.zip and the txt files")
+    md5: dict[str, str] = Field(
+        default_factory=dict, description="per-file md5 overrides; the published checksums otherwise"
+    )
+    timeout_s: float = Field(60.0, gt=0)
+    retries: int = Field(3, ge=0)
+
+
+class DataParams(Section):
+    """Where CelebA comes from."""
+
+    source: Literal["synthetic", "local", "url", "gdrive"] = "synthetic"
+    synthetic: SyntheticParams = SyntheticParams()
+    local: LocalSourceParams = LocalSourceParams()
+    url: UrlSourceParams = UrlSourceParams()
+
+    @model_validator(mode="after")
+    def _source_is_configured(self) -> DataParams:
+        if self.source == "local" and not self.local.path:
+            raise ValueError("data.source is 'local' but data.local.path is not set")
+        if self.source == "url" and not self.url.base:
+            raise ValueError("data.source is 'url' but data.url.base is not set")
+        return self
+
+
+class DedupeParams(Section):
+    """Duplicates, unreadable images and label conflicts."""
+
+    hash_size: int = Field(8, ge=4, le=16)
+    max_distance: int = Field(
+        6, ge=0, le=16, description="largest perceptual-hash Hamming distance that still counts as a near duplicate"
+    )
+    max_thumbnail_difference: float = Field(
+        12.0,
+        ge=0,
+        le=255,
+        description="mean grey-level difference of 16x16 thumbnails above which a hash match is two pictures",
+    )
+    conflict_policy: Literal["drop", "majority", "first"] = Field(
+        "majority", description="what a duplicate group whose labels disagree keeps"
+    )
+    workers: int = Field(0, ge=0, description="0: one per core")
+    sample_groups: int = Field(12, ge=0, description="duplicate groups drawn on the contact sheet")
+
+
+class SplitParams(Section):
+    """Train/val/test assignment."""
+
+    method: Literal["official", "random", "identity"] = "official"
+    ratios: tuple[float, float, float] = Field((0.8, 0.1, 0.1), description="train, val, test for random and identity")
+    seed: int = 0
+
+    @field_validator("ratios")
+    @classmethod
+    def _ratios_sum_to_one(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(r < 0 for r in value) or abs(sum(value) - 1.0) > 1e-6:
+            raise ValueError(f"train/val/test ratios must be non-negative and sum to 1, got {list(value)}")
+        return value
+
+
+class PreprocessParams(Section):
+    """How the images are stored in the Parquet shards."""
+
+    crop: tuple[int, int, int, int] | None = Field(
+        (19, 30, 159, 205),
+        description="[left, top, right, bottom] on the 178x218 image (head to tie); null keeps it whole",
+    )
+    size: tuple[int, int] = Field((80, 64), description="[height, width]")
+    format: Literal["jpeg", "raw"] = "jpeg"
+    jpeg_quality: int = Field(90, ge=50, le=100)
+    decode: Literal["reduced", "full"] = Field(
+        "reduced", description="reduced lets the JPEG decoder scale by 1/2, 1/4 or 1/8 when the crop allows"
+    )
+    rows_per_shard: int = Field(4096, ge=16)
+    workers: int = Field(0, ge=0, description="0: one per core")
+
+    @field_validator("crop")
+    @classmethod
+    def _crop_inside_image(cls, value):
+        if value is not None:
+            left, top, right, bottom = value
+            if not (0 <= left < right <= 178 and 0 <= top < bottom <= 218):
+                raise ValueError(f"crop [left, top, right, bottom] must lie inside 178x218, got {list(value)}")
+        return value
+
+    @field_validator("size")
+    @classmethod
+    def _positive_size(cls, value):
+        if min(value) < 8:
+            raise ValueError(f"size [height, width] must be at least 8 pixels each, got {list(value)}")
+        return value
+
+
+class ModelParams(Section):
+    """The network: a timm backbone and an attribute head."""
+
+    backbone: str = Field("resnet10t", description="any timm model name")
+    pretrained: bool = Field(False, description="ImageNet weights through timm (needs the hub, or model.weights)")
+    weights: str | None = Field(None, description="a local weights file for the backbone, for offline machines")
+    head: Literal["linear", "mlp", "per_attribute"] = "linear"
+    head_hidden: int = Field(512, ge=1)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    freeze_blocks: int = Field(0, ge=0, description="freeze the backbone's first N top-level blocks")
+    input_size: tuple[int, int] | None = Field(
+        None, description="[height, width] the model sees; null keeps the shard size"
+    )
+
+
+class TargetParams(Section):
+    """What the model predicts."""
+
+    attributes: list[str] | None = Field(None, description="a subset of attribute names; null: all 40")
+    expression: str | None = Field(None, description='one derived binary target, e.g. "Blond_Hair ^ Eyeglasses"')
+
+    @field_validator("attributes")
+    @classmethod
+    def _known(cls, value):
+        if value is not None:
+            if not value:
+                raise ValueError("target.attributes is empty; null means all 40")
+            _attributes(value, "target.attributes")
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> TargetParams:
+        if self.attributes is not None and self.expression is not None:
+            raise ValueError("set target.attributes or target.expression, not both")
+        return self
+
+
+class LossParams(Section):
+    """The training loss."""
+
+    name: Literal["bce", "focal", "mse"] = Field("focal", description="focal with gamma 0 is exactly BCE")
+    gamma: float = Field(0.0, ge=0)
+    alpha: float | Literal["frequency"] | None = Field(None, description='a value, "frequency", or null')
+    alpha_rare: float = Field(0.75, ge=0, le=1, description="focal alpha of attributes rarer than rare_below")
+    alpha_common: float = Field(0.25, ge=0, le=1)
+    rare_below: float = Field(0.25, gt=0, lt=1)
+    weighting: Literal["none", "frequency"] = Field(
+        "none", description="frequency weighs each attribute's positives and negatives by the inverse of their share"
+    )
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5)
+
+
+class AffineParams(Section):
+    degrees: float = Field(0.0, ge=0, le=180)
+    translate: float = Field(0.0, ge=0, le=0.5)
+    scale: tuple[float, float] = (1.0, 1.0)
+
+
+class ResizedCropParams(Section):
+    scale: tuple[float, float] = (0.8, 1.0)
+    ratio: tuple[float, float] = (0.75, 1.333)
+
+
+class ColorJitterParams(Section):
+    brightness: float = Field(0.0, ge=0, le=1)
+    saturation: float = Field(0.0, ge=0, le=1)
+    hue: float = Field(0.0, ge=0, le=0.5)
+
+
+class AugmentParams(Section):
+    """Augmentations, applied per image on the device to uint8 batches."""
+
+    hflip: float = Field(0.5, ge=0, le=1)
+    affine: AffineParams | None = Field(None, description="{degrees, translate, scale: [low, high]}")
+    random_resized_crop: ResizedCropParams | None = Field(None, description="{scale: [low, high], ratio: [low, high]}")
+    center_crop: tuple[int, int] | None = Field(None, description="[height, width], in training and evaluation alike")
+    color_jitter: ColorJitterParams | None = Field(None, description="{brightness, saturation, hue}")
+    noise_std: float = Field(0.0, ge=0, le=1)
+    erasing: float = Field(0.0, ge=0, le=1)
+    mixup_alpha: float = Field(0.0, ge=0)
+
+
+class OptimizerParams(Section):
+    """The optimizer and its settings."""
+
+    name: Literal["sgd", "adam", "adamw", "adamax"] = "adamw"
+    lr: float = Field(3e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = False
+
+
+class ScheduleParams(Section):
+    """The learning-rate schedule: warmup, floor, and the step and plateau settings."""
+
+    name: Literal["none", "onecycle", "cosine", "plateau", "step"] = "cosine"
+    warmup_epochs: float = Field(0.5, ge=0)
+    min_lr: float = Field(0.0, ge=0)
+    factor: float = Field(0.1, gt=0, lt=1)
+    patience: int = Field(2, ge=0)
+    step_epochs: int = Field(5, ge=1)
+
+
+class TrainParams(Section):
+    """The training run: length, batches, seed, device and processes."""
+
+    epochs: int = Field(12, ge=1)
+    batch_size: int = Field(64, ge=1)
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    workers: int = Field(1, ge=0, description="loader processes")
+    early_stopping: int = Field(
+        0, ge=0, description="stop after this many epochs without a better val mean accuracy; 0 never"
+    )
+    compile: bool = False
+    limit_batches: int = Field(0, ge=0, description="batches per epoch at most (0: all); for smoke runs")
+    processes: int = Field(1, ge=1, description=">1: data-parallel under torchrun, one process per GPU")
+    decode_on: Literal["loader", "device"] = Field(
+        "loader", description="device decodes the shards' JPEGs on the GPU (nvJPEG) instead of in the loader"
+    )
+
+
+class EvaluateParams(Section):
+    """Evaluation on val and test."""
+
+    thresholds: Literal["fixed", "tuned"] = Field(
+        "fixed",
+        description="fixed is probability 0.5; tuned is tuned on val and applied to test (for real CelebA's val)",
+    )
+    fair_group: str = Field("Male", description="the attribute that splits people for the group-fair score")
+    curves_for: list[str] = Field(
+        default_factory=lambda: ["Smiling", "Eyeglasses", "Male", "Bald", "Young"],
+        description="attributes with ROC, precision-recall and confusion plots",
+    )
+
+    @field_validator("fair_group")
+    @classmethod
+    def _group_is_an_attribute(cls, value: str) -> str:
+        return _attributes([value], "evaluate.fair_group")[0]
+
+    @field_validator("curves_for")
+    @classmethod
+    def _curves_of_attributes(cls, value: list[str]) -> list[str]:
+        return _attributes(value, "evaluate.curves_for")
+
+
+class PredictParams(Section):
+    """What the predict stage scores."""
+
+    source: str = Field("test", description="test (the test shards) or a folder of images")
+
+
+class Params(Section):
+    """Every experiment parameter."""
+
+    data: DataParams = DataParams()
+    dedupe: DedupeParams = DedupeParams()
+    split: SplitParams = SplitParams()
+    preprocess: PreprocessParams = PreprocessParams()
+    model: ModelParams = ModelParams()
+    target: TargetParams = TargetParams()
+    loss: LossParams = LossParams()
+    augment: AugmentParams = AugmentParams()
+    optimizer: OptimizerParams = OptimizerParams()
+    schedule: ScheduleParams = ScheduleParams()
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    predict: PredictParams = PredictParams()
+
+
+def _describe(error: dict) -> str:
+    key = ".".join(str(part) for part in error["loc"]) or "<top level>"
+    if error["type"] == "extra_forbidden":
+        return f"{key}: unknown key"
+    if error["type"] == "literal_error":
+        return f"{key}: {error['msg']} (got {error['input']!r})"
+    return f"{key}: {error['msg']}"
+
+
+def _valid_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The keys allowed at the section that holds ``loc``, for the unknown-key message."""
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def parse_params(raw: dict | None, source: str = "params.yaml") -> Params:
+    """Validate a params mapping; errors name the dotted key and the valid choices."""
+    try:
+        return Params.model_validate(raw or {})
+    except ValidationError as err:
+        lines = []
+        for error in err.errors():
+            line = _describe(error)
+            if error["type"] == "extra_forbidden":
+                valid = _valid_keys(Params, error["loc"])
+                if valid:
+                    line += f"; valid keys here: {', '.join(valid)}"
+            lines.append(line)
+        raise ParamsError(f"{source}: invalid parameters:\n  " + "\n  ".join(lines)) from None
+
+
+def load_params(path: Path | str = "params.yaml") -> Params:
+    """Read and validate params.yaml."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: file not found") from None
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML: {err}") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping of sections at the top level")
+    return parse_params(raw, str(path))

@@ -1,0 +1,1 @@
+"""The dataset in its forms: CelebA's files and sources, the image archive, splits and Parquet shards."""

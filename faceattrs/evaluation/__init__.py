@@ -1,0 +1,1 @@
+"""Evaluating a trained model: measures, thresholds and the noise ceiling."""

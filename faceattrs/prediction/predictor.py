@@ -1,0 +1,70 @@
+"""A trained model ready to score images: loaded from model.pt with the preprocessing it was trained with.
+
+The crop, size and encoding of the shards, the normalization, centre crop and
+input size all come from the model file, never from re-typed params, so a photo
+scored here goes through exactly what the training images went through.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from faceattrs.core.errors import InputError
+from faceattrs.core.params import AugmentParams, ModelParams
+from faceattrs.data import shards
+from faceattrs.training import augment, models
+
+
+class Predictor:
+    def __init__(self, model_file: Path | str, device: str = "cpu"):
+        self.path = Path(model_file)
+        ckpt = models.load_checkpoint(self.path)
+        if "targets" not in ckpt or "model_params" not in ckpt:
+            raise InputError(
+                f"{self.path}: a training checkpoint, not a final model.pt; use the train stage's model.pt"
+            )
+        params = ModelParams(**{**ckpt["model_params"], "pretrained": False, "weights": None})
+        self.targets = tuple(ckpt["targets"])
+        self.expression = ckpt["expression"]
+        models.check_signature(ckpt["signature"], models.signature(params, self.targets), self.path)
+        self.device = torch.device(device)
+        self.model = models.build_model(params, len(self.targets)).to(self.device).eval()
+        self.model.load_state_dict(ckpt["state_dict"])
+        img = ckpt["image"]
+        self.spec = shards.ImageSpec(
+            tuple(img["crop"]) if img["crop"] else None,
+            tuple(img["size"]),
+            img["format"],
+            img["jpeg_quality"],
+            img.get("decode", "full"),
+        )
+        self.mean = torch.tensor(ckpt["mean"], device=self.device)
+        self.std = torch.tensor(ckpt["std"], device=self.device)
+        self.augment = AugmentParams(hflip=0.0, center_crop=tuple(ckpt["center_crop"]) if ckpt["center_crop"] else None)
+        self.input_size = tuple(ckpt["input_size"]) if ckpt["input_size"] else None
+        self.positive_rates = np.array(ckpt["positive_rates"])
+        self.provenance = json.loads(ckpt["provenance"])
+
+    @torch.no_grad()
+    def logits(self, images: torch.Tensor) -> np.ndarray:
+        """Logits for a uint8 NCHW batch at the shard size."""
+        x = augment.prepare(images.to(self.device), self.augment, self.mean, self.std, None, False, self.input_size)
+        return self.model(x).float().cpu().numpy()
+
+    def load_photo(self, path: Path) -> torch.Tensor:
+        """A photo as the shards hold it: cropped, resized and encoded as in preprocess, then decoded."""
+        pixels = shards.decode_image(shards.encode_image(Path(path).read_bytes(), self.spec, str(path)), self.spec)
+        return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
+
+    def logits_for_photos(self, paths: Iterable[Path], batch_size: int = 64) -> np.ndarray:
+        paths = list(paths)
+        out = [np.zeros((0, len(self.targets)))]
+        for start in range(0, len(paths), batch_size):
+            batch = torch.stack([self.load_photo(p) for p in paths[start : start + batch_size]])
+            out.append(self.logits(batch))
+        return np.concatenate(out)

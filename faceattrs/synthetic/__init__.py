@@ -1,0 +1,1 @@
+"""The embedded synthetic CelebA: labels, drawn faces, planted flaws and their ground truth."""

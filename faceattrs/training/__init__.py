@@ -1,0 +1,1 @@
+"""Training: models, losses, augmentations, optimizers and schedules, the loader and the loop."""

@@ -1,0 +1,168 @@
+"""Augmentations on uint8 batches already on the device, random per sample, from one generator.
+
+Flip, affine, random resized crop and centre crop compose into one affine map per
+sample, so each image is resampled once (``grid_sample``); colour jitter, noise and
+erasing are tensor operations; MixUp mixes the batch and its labels. Written by hand
+because torchvision's batched transforms draw one random parameter per batch, not
+per image.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from faceattrs.core.errors import choose
+from faceattrs.core.params import AugmentParams
+
+# The registry: what each name switches on in AugmentParams (used by tests and docs).
+AUGMENTATIONS = {
+    "hflip": {"hflip": 0.5},
+    "affine": {"affine": {"degrees": 10, "translate": 0.05, "scale": (0.9, 1.1)}},
+    "random_resized_crop": {"random_resized_crop": {"scale": (0.7, 1.0), "ratio": (0.75, 1.333)}},
+    "center_crop": {"center_crop": (48, 40)},
+    "color_jitter": {"color_jitter": {"brightness": 0.3, "saturation": 0.3, "hue": 0.05}},
+    "noise": {"noise_std": 0.05},
+    "erasing": {"erasing": 0.5},
+    "mixup": {"mixup_alpha": 0.2},
+}
+
+
+def only(name: str) -> AugmentParams:
+    """Params with just the named augmentation on."""
+    return AugmentParams(**{"hflip": 0.0, **choose(AUGMENTATIONS, name, "augmentation")})
+
+
+def _uniform(gen, n, low, high, device):
+    return low + (high - low) * torch.rand(n, generator=gen, device=device)
+
+
+def output_size(params: AugmentParams, height: int, width: int) -> tuple[int, int]:
+    return tuple(params.center_crop) if params.center_crop else (height, width)
+
+
+def geometric(x: torch.Tensor, params: AugmentParams, gen: torch.Generator | None, train: bool) -> torch.Tensor:
+    """Flip, affine and crops as one resampling; in evaluation only the centre crop applies."""
+    b, _, h, w = x.shape
+    out_h, out_w = output_size(params, h, w)
+    active = params.center_crop or (train and (params.hflip or params.affine or params.random_resized_crop))
+    if not active:
+        return x
+    dev = x.device
+    ones = torch.ones(b, device=dev)
+    crop_w, crop_h = ones * out_w, ones * out_h  # pixels of input covered by the output
+    centre_x, centre_y = torch.zeros(b, device=dev), torch.zeros(b, device=dev)
+    angle, zoom, flip = torch.zeros(b, device=dev), ones.clone(), ones.clone()
+    shift_x, shift_y = torch.zeros(b, device=dev), torch.zeros(b, device=dev)
+    if train and params.random_resized_crop:
+        rrc = params.random_resized_crop
+        area = _uniform(gen, b, *rrc.scale, dev) * h * w
+        ratio = torch.exp(_uniform(gen, b, math.log(rrc.ratio[0]), math.log(rrc.ratio[1]), dev))
+        crop_w = torch.sqrt(area * ratio).clamp(max=w)
+        crop_h = torch.sqrt(area / ratio).clamp(max=h)
+        centre_x = (torch.rand(b, generator=gen, device=dev) - 0.5) * (w - crop_w)
+        centre_y = (torch.rand(b, generator=gen, device=dev) - 0.5) * (h - crop_h)
+    if train and params.hflip:
+        flip = torch.where(torch.rand(b, generator=gen, device=dev) < params.hflip, -1.0, 1.0)
+    if train and params.affine:
+        a = params.affine
+        angle = _uniform(gen, b, -a.degrees, a.degrees, dev) * math.pi / 180
+        zoom = _uniform(gen, b, *a.scale, dev)
+        shift_x = _uniform(gen, b, -a.translate, a.translate, dev) * w
+        shift_y = _uniform(gen, b, -a.translate, a.translate, dev) * h
+    # Output pixel q (from the output centre) -> input pixel p: p = R(angle) / zoom * flip * S q + shift + centre.
+    sx, sy = crop_w / out_w * flip, crop_h / out_h
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack(
+        [
+            torch.stack([cos * sx * out_w / w, -sin * sy * out_h / w, (shift_x + centre_x) * 2 / w], dim=1),
+            torch.stack([sin * sx * out_w / h, cos * sy * out_h / h, (shift_y + centre_y) * 2 / h], dim=1),
+        ],
+        dim=1,
+    )
+    grid = F.affine_grid(theta, [b, x.shape[1], out_h, out_w], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def color_jitter(x: torch.Tensor, params: AugmentParams, gen) -> torch.Tensor:
+    cj = params.color_jitter
+    b, dev = x.shape[0], x.device
+    if cj.brightness:
+        x = x * _uniform(gen, b, 1 - cj.brightness, 1 + cj.brightness, dev).view(b, 1, 1, 1)
+    if cj.saturation:
+        grey = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
+        s = _uniform(gen, b, 1 - cj.saturation, 1 + cj.saturation, dev).view(b, 1, 1, 1)
+        x = grey + (x - grey) * s
+    if cj.hue:
+        # A hue shift is a rotation of the chroma plane in YIQ space.
+        yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], device=dev)
+        phi = _uniform(gen, b, -cj.hue, cj.hue, dev) * 2 * math.pi
+        c, s = torch.cos(phi), torch.sin(phi)
+        z, o = torch.zeros_like(c), torch.ones_like(c)
+        rot = torch.stack([torch.stack([o, z, z], 1), torch.stack([z, c, -s], 1), torch.stack([z, s, c], 1)], 1)
+        m = torch.linalg.inv(yiq) @ rot @ yiq
+        x = torch.einsum("bij,bjhw->bihw", m, x)
+    return x
+
+
+def erase(x: torch.Tensor, p: float, gen) -> torch.Tensor:
+    """Random erasing: one rectangle per chosen image, 2-33% of its area, filled with noise."""
+    b, _, h, w = x.shape
+    dev = x.device
+    area = _uniform(gen, b, 0.02, 0.33, dev) * h * w
+    ratio = torch.exp(_uniform(gen, b, math.log(0.3), math.log(3.3), dev))
+    eh = torch.sqrt(area * ratio).clamp(max=h)
+    ew = torch.sqrt(area / ratio).clamp(max=w)
+    top = torch.rand(b, generator=gen, device=dev) * (h - eh)
+    left = torch.rand(b, generator=gen, device=dev) * (w - ew)
+    rows = torch.arange(h, device=dev).view(1, h, 1)
+    cols = torch.arange(w, device=dev).view(1, 1, w)
+    inside = (
+        (rows >= top.view(b, 1, 1))
+        & (rows < (top + eh).view(b, 1, 1))
+        & (cols >= left.view(b, 1, 1))
+        & (cols < (left + ew).view(b, 1, 1))
+    )
+    chosen = (torch.rand(b, generator=gen, device=dev) < p).view(b, 1, 1)
+    mask = (inside & chosen).unsqueeze(1)
+    return torch.where(mask, torch.randn(x.shape, generator=gen, device=dev), x)
+
+
+def prepare(
+    batch: torch.Tensor,
+    params: AugmentParams,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    gen: torch.Generator | None,
+    train: bool,
+    size: tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """uint8 NCHW -> normalized float NCHW, augmented when ``train``; ``size`` resizes for the model."""
+    x = batch.float().div_(255)
+    x = geometric(x, params, gen, train)
+    if size is not None and tuple(x.shape[-2:]) != tuple(size):
+        x = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
+    if train and params.color_jitter:
+        x = color_jitter(x, params, gen)
+    if train and params.noise_std:
+        x = x + params.noise_std * torch.randn(x.shape, generator=gen, device=x.device)
+    x = (x.clamp(0, 1) - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+    if train and params.erasing:
+        x = erase(x, params.erasing, gen)
+    return x
+
+
+def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float, gen: torch.Generator | None):
+    """MixUp: pairs by a random permutation, images and labels mixed by lambda ~ Beta(alpha, alpha)."""
+    if alpha <= 0:
+        return x, y
+    beta = torch.distributions.Beta(torch.tensor(alpha), torch.tensor(alpha))
+    # Beta has no generator argument: draw it from a seed the generator provides, to stay reproducible.
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen, device=x.device).item())
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        lam = float(beta.sample())
+    perm = torch.randperm(x.shape[0], generator=gen, device=x.device)
+    return lam * x + (1 - lam) * x[perm], lam * y.float() + (1 - lam) * y.float()[perm]

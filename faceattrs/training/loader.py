@@ -1,0 +1,105 @@
+"""Batches from the Parquet shards: uint8 NCHW images and int8 targets, decoded in worker processes.
+
+Pixels stay uint8 until they reach the device (a quarter of the bytes of float32
+through the loader and the host-to-device copy); normalization and augmentation
+happen there (``faceattrs.augment``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from faceattrs.core.errors import InputError
+from faceattrs.data import shards
+from faceattrs.training.targets import Targets
+
+
+class ShardDataset(Dataset):
+    """One split's shards (or the given shard files), memory-mapped.
+
+    Items are (uint8 CHW image, int8 targets, row index).
+
+    With ``encoded``, items carry the stored JPEG bytes instead of pixels, for decoding
+    a whole batch on the training device (``decode_batch``).
+    """
+
+    def __init__(
+        self, shard_dir: Path, split: str, targets: Targets, paths: list[Path] | None = None, encoded: bool = False
+    ):
+        paths = paths or shards.shard_paths(shard_dir, split)
+        if not paths:
+            raise InputError(f"{shard_dir}: no shards for split {split!r}; run the preprocess stage")
+        self.spec = shards.read_spec(paths[0])
+        tables = [pq.read_table(p, memory_map=True) for p in paths]
+        table = pa.concat_tables(tables)
+        self.images = table.column("image").combine_chunks()
+        frame = table.drop(["image"]).to_pandas()
+        self.ids = frame["image_id"].tolist()
+        self.frame = frame.set_index("image_id")
+        self.targets = torch.from_numpy(targets.labels(self.frame).copy())
+        self.encoded = encoded and self.spec.format == "jpeg"
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def decode(self, index: int) -> np.ndarray:
+        return shards.decode_image(self.images[index].as_py(), self.spec)
+
+    def __getitem__(self, index: int):
+        if self.encoded:
+            return (
+                torch.frombuffer(bytearray(self.images[index].as_py()), dtype=torch.uint8),
+                self.targets[index],
+                index,
+            )
+        image = torch.from_numpy(np.ascontiguousarray(self.decode(index).transpose(2, 0, 1)))
+        return image, self.targets[index], index
+
+
+def collate_encoded(batch):
+    """A batch of still-encoded images: their byte tensors as a list (they differ in length)."""
+    images, targets, rows = zip(*batch, strict=True)
+    return list(images), torch.stack(targets), torch.as_tensor(rows)
+
+
+def decode_batch(images: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """Decode a batch of JPEGs on ``device`` (nvJPEG on a GPU) into one uint8 NCHW tensor."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    return torch.stack(decode_jpeg(images, mode=ImageReadMode.RGB, device=device))
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The random source of one epoch's sample order (and its loader workers' seeds)."""
+    return torch.Generator().manual_seed(seed * 100_003 + epoch)
+
+
+def loader(
+    dataset: Dataset,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    epoch: int,
+    workers: int,
+    pin_memory: bool = False,
+    sampler=None,
+) -> DataLoader:
+    """A DataLoader whose order is a pure function of (seed, epoch), so a resumed run sees the same batches."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
+        num_workers=workers,
+        generator=epoch_generator(seed, epoch),
+        pin_memory=pin_memory,
+        persistent_workers=False,
+        drop_last=False,
+        collate_fn=collate_encoded if getattr(dataset, "encoded", False) else None,
+    )

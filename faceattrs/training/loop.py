@@ -1,0 +1,365 @@
+"""Training: one step function shared by training and evaluation, epochs that resume, dvclive logs.
+
+Every source of randomness is reseeded from (train.seed, epoch) at the start of an
+epoch (batch order, augmentations, dropout), so a run resumed from its last
+checkpoint reproduces the uninterrupted run exactly on the CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel as DDP
+from tqdm import tqdm
+
+from faceattrs.core.atomic import atomic_file
+from faceattrs.core.errors import Diverged, InputError
+from faceattrs.core.params import Params
+from faceattrs.core.provenance import provenance
+from faceattrs.training import augment, distributed, models, optim
+from faceattrs.training import targets as targets_mod
+from faceattrs.training.distributed import SINGLE, RankSampler, World
+from faceattrs.training.loader import ShardDataset, decode_batch, loader
+from faceattrs.training.losses import AttributeLoss
+
+TRAIN_SECTIONS = ("model", "target", "loss", "augment", "optimizer", "schedule", "train")
+
+
+def resolve_device(choice: str) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise InputError("train.device is 'cuda' but no CUDA device is available")
+    if choice == "auto":
+        choice = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(choice)
+
+
+def code_digest() -> str:
+    """A hash of the training package's code: a fix to any of it must not resume an old run."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def train_params(params: Params) -> dict:
+    """The params sections training reads, as plain values."""
+    dumped = params.model_dump(mode="json")
+    return {k: dumped[k] for k in TRAIN_SECTIONS}
+
+
+def fingerprint(params: Params, shard_dir: Path) -> str:
+    """What a checkpoint must have been made with to be resumed: the train params, the shards and the code."""
+    sections = train_params(params)
+    manifest = (shard_dir / "manifest.json").read_bytes() if (shard_dir / "manifest.json").exists() else b""
+    return hashlib.sha256(
+        json.dumps(sections, sort_keys=True).encode() + hashlib.sha256(manifest).digest() + code_digest().encode()
+    ).hexdigest()
+
+
+@dataclass
+class Context:
+    """Everything a step needs besides the batch."""
+
+    model: torch.nn.Module
+    loss: AttributeLoss
+    params: Params
+    device: torch.device
+    mean: torch.Tensor
+    std: torch.Tensor
+    generator: torch.Generator | None = None
+
+    @property
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+
+
+def model_step(ctx: Context, images: torch.Tensor, labels: torch.Tensor, train: bool):
+    """Loss and logits of one batch; the same code for training and evaluation."""
+    if isinstance(images, list):  # still-encoded JPEGs: decoded on the device, in one call
+        images = decode_batch(images, ctx.device)
+    images = images.to(ctx.device, non_blocking=True)
+    labels = labels.to(ctx.device, non_blocking=True)
+    x = augment.prepare(
+        images, ctx.params.augment, ctx.mean, ctx.std, ctx.generator, train, ctx.params.model.input_size
+    )
+    target = labels.float()
+    if train and ctx.params.augment.mixup_alpha > 0:
+        x, target = augment.mixup(x, labels, ctx.params.augment.mixup_alpha, ctx.generator)
+    if ctx.device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+    with ctx.autocast:
+        logits = ctx.model(x)
+    return ctx.loss(logits.float(), target), logits.float()
+
+
+def run_epoch(
+    ctx: Context,
+    data,
+    optimizer=None,
+    schedule=None,
+    desc: str = "",
+    progress: bool = True,
+    limit: int = 0,
+    world: World = SINGLE,
+    seen: list | None = None,
+) -> dict:
+    """One pass; trains when an optimizer is given. Returns loss, per-target and mean accuracy over all ranks."""
+    train = optimizer is not None
+    ctx.model.train(train)
+    total_loss, count, correct = 0.0, 0, None
+    bar = tqdm(data, desc=desc, unit="batch", leave=False, disable=not progress)
+    # Ranks may hold one batch more or less; DDP's join lets the short ones wait without hanging.
+    joined = ctx.model.join() if train and isinstance(ctx.model, DDP) else contextlib.nullcontext()
+    with torch.set_grad_enabled(train), joined:
+        for batch_index, (images, labels, rows) in enumerate(bar):
+            if limit and batch_index >= limit:
+                break
+            loss, logits = model_step(ctx, images, labels, train)
+            if not math.isfinite(loss.item()):
+                raise Diverged(
+                    f"non-finite loss ({loss.item()}) in {desc or 'a step'}, batch {batch_index}: "
+                    "lower optimizer.lr, or check the targets and loss params"
+                )
+            if train:
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.after_batch()
+            hits = ((logits > 0).cpu() == labels.bool()).sum(dim=0)
+            correct = hits if correct is None else correct + hits
+            total_loss += loss.item() * len(labels)
+            count += len(labels)
+            if seen is not None:
+                seen.extend(rows.tolist())
+            bar.set_postfix(loss=f"{total_loss / count:.4f}")
+    if world.distributed:
+        if correct is None:  # this rank got no batch; it still takes part in the sum
+            correct = torch.zeros(len(ctx.loss.pos_weight), dtype=torch.long)
+        sums, hit_sums = distributed.reduce_sum(world, torch.tensor([total_loss, float(count)]), correct)
+        total_loss, count, correct = float(sums[0]), int(sums[1]), hit_sums
+    accuracy = (correct.double() / max(count, 1)).numpy() if correct is not None else np.zeros(0)
+    return {
+        "loss": total_loss / max(count, 1),
+        "mean_accuracy": float(accuracy.mean()) if accuracy.size else 0.0,
+        "accuracy": accuracy,
+    }
+
+
+def _seed_epoch(seed: int, epoch: int, device: torch.device) -> torch.Generator:
+    torch.manual_seed(seed * 1000 + epoch)
+    np.random.seed((seed * 1000 + epoch) % 2**32)
+    return torch.Generator(device=device).manual_seed(seed * 1000 + epoch)
+
+
+def build(params: Params, positive_rates: np.ndarray, device: torch.device, n_outputs: int):
+    model = models.build_model(params.model, n_outputs).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    mean, std = models.normalization(model)
+    loss = AttributeLoss(params.loss, torch.as_tensor(positive_rates)).to(device)
+    ctx = Context(model, loss, params, device, torch.tensor(mean, device=device), torch.tensor(std, device=device))
+    return ctx
+
+
+def train(params: Params, shard_dir: Path, out_dir: Path, live_dir: Path, progress: bool = True) -> dict:
+    """Train, resuming from ``out_dir/last.pt`` when it was made with the same params, shards and code."""
+    from dvclive import Live
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(params.train.device)
+    world = distributed.init(device.type)
+    if world.distributed and device.type == "cuda":
+        device = torch.device("cuda", world.local_rank)
+    progress = progress and world.main
+    tp = params.train
+    target = targets_mod.from_params(params.target.attributes, params.target.expression)
+    train_set = ShardDataset(shard_dir, "train", target, encoded=tp.decode_on == "device")
+    val_set = ShardDataset(shard_dir, "val", target, encoded=tp.decode_on == "device")
+    rates = target.positive_rates(train_set.frame)
+    torch.manual_seed(tp.seed)  # the initial weights are part of what the seed fixes
+    ctx = build(params, rates, device, len(target.names))
+    optimizer = optim.build_optimizer(ctx.model, params.optimizer)
+    steps = math.ceil(len(train_set) / tp.batch_size)
+    if tp.limit_batches:
+        steps = min(steps, tp.limit_batches)
+    schedule = optim.build_schedule(optimizer, params.schedule, steps, tp.epochs, params.optimizer.lr)
+    sign = models.signature(params.model, target.names)
+    key = fingerprint(params, shard_dir)
+
+    state = {"epoch": 0, "best": -1.0, "best_epoch": -1, "stale": 0}
+    last = out_dir / "last.pt"
+    resumed = False
+    if last.exists():
+        ckpt = models.load_checkpoint(last)
+        if ckpt.get("fingerprint") == key:
+            ctx.model.load_state_dict(ckpt["state_dict"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            schedule.load_state_dict(ckpt["schedule"])
+            state = ckpt["state"]
+            resumed = True
+            if world.main:
+                print(f"train: resuming after epoch {state['epoch']} from {last}")
+    distributed.barrier(world)  # every rank has read last.pt before rank 0 may delete it
+    if not resumed and world.main:
+        for stale in ("last.pt", "best.pt"):
+            (out_dir / stale).unlink(missing_ok=True)
+    if world.distributed:
+        ctx.model = DDP(ctx.model, device_ids=[device.index] if device.type == "cuda" else None)
+    if tp.compile:
+        ctx.model = torch.compile(ctx.model)
+    trace = Path(os.environ["FACEATTRS_TRACE_SAMPLES"]) if os.environ.get("FACEATTRS_TRACE_SAMPLES") else None
+
+    live_log = Live(str(live_dir), dvcyaml=False, resume=resumed, save_dvc_exp=False) if world.main else None
+    with live_log or contextlib.nullcontext() as live:
+        for epoch in range(state["epoch"], tp.epochs):
+            start = time.perf_counter()
+            ctx.generator = _seed_epoch(tp.seed, epoch, device)
+            train_data = loader(
+                train_set,
+                tp.batch_size,
+                True,
+                tp.seed,
+                epoch,
+                tp.workers,
+                device.type == "cuda",
+                sampler=RankSampler(len(train_set), tp.seed, epoch, world),
+            )
+            lr = optimizer.param_groups[0]["lr"]
+            seen = [] if trace else None
+            fit = run_epoch(
+                ctx,
+                train_data,
+                optimizer,
+                schedule,
+                f"epoch {epoch + 1}/{tp.epochs}",
+                progress,
+                tp.limit_batches,
+                world,
+                seen,
+            )
+            if trace:
+                trace.mkdir(parents=True, exist_ok=True)
+                (trace / f"epoch{epoch}-rank{world.rank}.txt").write_text("\n".join(train_set.ids[i] for i in seen))
+            ctx.generator = None
+            val_data = loader(
+                val_set,
+                tp.batch_size * 2,
+                False,
+                tp.seed,
+                epoch,
+                tp.workers,
+                sampler=RankSampler(len(val_set), tp.seed, epoch, world, shuffle=False),
+            )
+            val = run_epoch(
+                _evaluating(ctx, world), val_data, desc="val", progress=progress, limit=tp.limit_batches, world=world
+            )
+            schedule.after_epoch(val["mean_accuracy"])
+            elapsed = time.perf_counter() - start
+            improved = val["mean_accuracy"] > state["best"]
+            state = {
+                "epoch": epoch + 1,
+                "best": max(state["best"], val["mean_accuracy"]),
+                "best_epoch": epoch + 1 if improved else state["best_epoch"],
+                "stale": 0 if improved else state["stale"] + 1,
+            }
+            if world.main:
+                for name, value in (
+                    ("train/loss", fit["loss"]),
+                    ("train/mean_accuracy", fit["mean_accuracy"]),
+                    ("val/loss", val["loss"]),
+                    ("val/mean_accuracy", val["mean_accuracy"]),
+                    ("lr", lr),
+                    ("epoch_time_s", elapsed),
+                ):
+                    live.log_metric(name, value)
+                weights = _plain_model(ctx.model).state_dict()
+                if improved:
+                    _save(
+                        out_dir / "best.pt",
+                        {
+                            "signature": sign,
+                            "state_dict": weights,
+                            "epoch": epoch + 1,
+                            "val_mean_accuracy": val["mean_accuracy"],
+                        },
+                    )
+                _save(
+                    last,
+                    {
+                        "fingerprint": key,
+                        "signature": sign,
+                        "state_dict": weights,
+                        "optimizer": optimizer.state_dict(),
+                        "schedule": schedule.state_dict(),
+                        "state": state,
+                    },
+                )
+                print(
+                    f"epoch {epoch + 1}/{tp.epochs}: train loss {fit['loss']:.4f} acc {fit['mean_accuracy']:.4f} | "
+                    f"val loss {val['loss']:.4f} acc {val['mean_accuracy']:.4f} | {elapsed:.1f}s"
+                )
+                live.next_step()
+            if tp.early_stopping and state["stale"] >= tp.early_stopping:  # the same on every rank
+                if world.main:
+                    print(f"train: early stop, no better val mean accuracy for {tp.early_stopping} epochs")
+                break
+
+    summary = {
+        "epochs": state["epoch"],
+        "best_epoch": state["best_epoch"],
+        "best_val_mean_accuracy": state["best"],
+        "rank": world.rank,
+    }
+    if not world.main:
+        distributed.shutdown(world)
+        return summary
+    best = models.load_checkpoint(out_dir / "best.pt")
+    _save(
+        out_dir / "model.pt",
+        {
+            "signature": sign,
+            "state_dict": best["state_dict"],
+            "epoch": best["epoch"],
+            "val_mean_accuracy": best["val_mean_accuracy"],
+            "targets": list(target.names),
+            "expression": target.expression,
+            "image": train_set.spec.to_dict(),
+            "mean": ctx.mean.tolist(),
+            "std": ctx.std.tolist(),
+            "center_crop": list(params.augment.center_crop) if params.augment.center_crop else None,
+            "input_size": list(params.model.input_size) if params.model.input_size else None,
+            "model_params": params.model.model_dump(mode="json"),
+            "positive_rates": [float(r) for r in rates],
+            "provenance": json.dumps(provenance(train_params(params))),
+            "world_size": world.size,
+        },
+    )
+    distributed.shutdown(world)
+    return summary
+
+
+def _plain_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The bare model inside torch.compile's and DDP's wrappers, whose weights are saved."""
+    model = getattr(model, "_orig_mod", model)
+    return model.module if isinstance(model, DDP) else model
+
+
+def _evaluating(ctx: Context, world: World) -> Context:
+    # Evaluation through DDP's wrapper would sync buffers on every forward, and hang
+    # when ranks hold different numbers of batches; the bare model needs no collective.
+    return dataclasses.replace(ctx, model=_plain_model(ctx.model)) if world.distributed else ctx
+
+
+def _save(path: Path, payload: dict) -> None:
+    with atomic_file(path) as tmp:
+        torch.save(payload, tmp)

@@ -1,0 +1,137 @@
+"""Models: a timm backbone (timm is the backbone registry) under one of three attribute heads.
+
+Checkpoints hold only tensors and plain values, load with ``weights_only=True``,
+and carry a signature: a checkpoint from another backbone, head or target set is
+refused with a message saying what differs.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+from faceattrs.core.errors import InputError, UnknownChoice, choose
+from faceattrs.core.params import ModelParams
+
+
+def linear_head(features: int, outputs: int, params: ModelParams) -> nn.Module:
+    return nn.Sequential(nn.Dropout(params.dropout), nn.Linear(features, outputs))
+
+
+def mlp_head(features: int, outputs: int, params: ModelParams) -> nn.Module:
+    """Linear, BatchNorm, ReLU, Dropout, Linear: the head of an EfficientNet-B0 recipe."""
+    return nn.Sequential(
+        nn.Linear(features, params.head_hidden),
+        nn.BatchNorm1d(params.head_hidden),
+        nn.ReLU(inplace=True),
+        nn.Dropout(params.dropout),
+        nn.Linear(params.head_hidden, outputs),
+    )
+
+
+class PerAttributeHead(nn.Module):
+    """One small binary classifier per attribute, as a MobileNetV2 recipe used."""
+
+    def __init__(self, features: int, outputs: int, params: ModelParams):
+        super().__init__()
+        self.heads = nn.ModuleList(
+            nn.Sequential(nn.Dropout(params.dropout), nn.Linear(features, 1)) for _ in range(outputs)
+        )
+
+    def forward(self, x):
+        return torch.cat([head(x) for head in self.heads], dim=1)
+
+
+HEADS: dict[str, Callable[[int, int, ModelParams], nn.Module]] = {
+    "linear": linear_head,
+    "mlp": mlp_head,
+    "per_attribute": PerAttributeHead,
+}
+
+
+class AttributeNet(nn.Module):
+    def __init__(self, backbone: nn.Module, head: nn.Module, frozen: list[nn.Module]):
+        super().__init__()
+        self.backbone, self.head = backbone, head
+        self._frozen = frozen
+
+    def forward(self, x):
+        return self.head(self.backbone(x))
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for module in self._frozen:  # frozen blocks keep their BatchNorm statistics too
+            module.eval()
+        return self
+
+
+def create_backbone(params: ModelParams) -> nn.Module:
+    kwargs = {"num_classes": 0}
+    if params.weights:
+        path = Path(params.weights)
+        if not path.is_file():
+            raise InputError(f"model.weights: {path} does not exist")
+        kwargs["pretrained_cfg_overlay"] = {"file": str(path), "hf_hub_id": None, "url": None}
+    try:
+        return timm.create_model(params.backbone, pretrained=params.pretrained or bool(params.weights), **kwargs)
+    except RuntimeError as err:
+        if "Unknown model" in str(err):
+            close = difflib.get_close_matches(params.backbone.split(".")[0], timm.list_models(), n=6, cutoff=0.6)
+            raise UnknownChoice(
+                f"model.backbone: timm has no model {params.backbone!r}; similar: {', '.join(close)}"
+            ) from None
+        raise
+
+
+def build_model(params: ModelParams, outputs: int) -> AttributeNet:
+    make_head = choose(HEADS, params.head, "head")
+    backbone = create_backbone(params)
+    head = make_head(backbone.num_features, outputs, params)
+    blocks = [m for name, m in backbone.named_children()]
+    if params.freeze_blocks > len(blocks):
+        raise InputError(
+            f"model.freeze_blocks is {params.freeze_blocks} but {params.backbone} has {len(blocks)} blocks"
+        )
+    frozen = blocks[: params.freeze_blocks]
+    for module in frozen:
+        module.requires_grad_(False)
+    return AttributeNet(backbone, head, frozen)
+
+
+def normalization(model: AttributeNet) -> tuple[list[float], list[float]]:
+    """The mean and std timm's config gives this backbone."""
+    config = timm.data.resolve_model_data_config(model.backbone)
+    return list(config["mean"]), list(config["std"])
+
+
+def signature(params: ModelParams, target_names: tuple[str, ...]) -> dict:
+    """What must match for a checkpoint to load into a model."""
+    return {
+        "backbone": params.backbone,
+        "head": params.head,
+        "head_hidden": params.head_hidden if params.head == "mlp" else None,
+        "targets": list(target_names),
+    }
+
+
+def check_signature(found: dict, expected: dict, path: Path) -> None:
+    diffs = [
+        f"{k}: checkpoint has {found.get(k)!r}, params ask for {v!r}" for k, v in expected.items() if found.get(k) != v
+    ]
+    if diffs:
+        raise InputError(f"{path}: checkpoint does not fit this model ({'; '.join(diffs)})")
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A checkpoint as saved by training, loaded safely (tensors and plain values only)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no checkpoint there; run the train stage first") from None
+    except Exception as err:  # pickle errors for anything but plain values
+        raise InputError(f"{path}: not a faceattrs checkpoint ({err})") from None

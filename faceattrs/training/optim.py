@@ -1,0 +1,92 @@
+"""The optimizer and learning-rate schedule registries.
+
+A schedule is stepped after every batch (OneCycle, cosine with warmup) or after
+every epoch (step, reduce-on-plateau, which reads the validation mean accuracy).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from faceattrs.core.errors import choose
+from faceattrs.core.params import OptimizerParams, ScheduleParams
+
+
+def _sgd(params, p: OptimizerParams):
+    return torch.optim.SGD(params, lr=p.lr, momentum=p.momentum, nesterov=p.nesterov, weight_decay=p.weight_decay)
+
+
+OPTIMIZERS: dict[str, Callable] = {
+    "sgd": _sgd,
+    "adam": lambda params, p: torch.optim.Adam(params, lr=p.lr, weight_decay=p.weight_decay),
+    "adamw": lambda params, p: torch.optim.AdamW(params, lr=p.lr, weight_decay=p.weight_decay),
+    "adamax": lambda params, p: torch.optim.Adamax(params, lr=p.lr, weight_decay=p.weight_decay),
+}
+
+
+def build_optimizer(model: torch.nn.Module, params: OptimizerParams) -> torch.optim.Optimizer:
+    return choose(OPTIMIZERS, params.name, "optimizer")([p for p in model.parameters() if p.requires_grad], params)
+
+
+def cosine_with_warmup(step: int, total: int, warmup: int, floor: float) -> float:
+    """LR multiplier at ``step``: linear warmup, then cosine decay to ``floor``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+class Schedule:
+    """A torch scheduler with the knowledge of when to step it."""
+
+    def __init__(self, scheduler, per_batch: bool, needs_metric: bool = False):
+        self.scheduler, self.per_batch, self.needs_metric = scheduler, per_batch, needs_metric
+
+    def after_batch(self) -> None:
+        if self.scheduler is not None and self.per_batch:
+            self.scheduler.step()
+
+    def after_epoch(self, metric: float) -> None:
+        if self.scheduler is not None and not self.per_batch:
+            self.scheduler.step(metric) if self.needs_metric else self.scheduler.step()
+
+    def state_dict(self) -> dict:
+        return self.scheduler.state_dict() if self.scheduler is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state)
+
+
+def _cosine(opt, p, steps_per_epoch, epochs, lr):
+    total, warmup = steps_per_epoch * epochs, round(p.warmup_epochs * steps_per_epoch)
+    floor = p.min_lr / lr
+    return Schedule(torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_with_warmup(s, total, warmup, floor)), True)
+
+
+SCHEDULES: dict[str, Callable] = {
+    "none": lambda opt, p, spe, epochs, lr: Schedule(None, False),
+    "onecycle": lambda opt, p, spe, epochs, lr: Schedule(
+        torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=spe * epochs), True
+    ),
+    "cosine": _cosine,
+    "plateau": lambda opt, p, spe, epochs, lr: Schedule(
+        torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="max", factor=p.factor, patience=p.patience, min_lr=p.min_lr
+        ),
+        False,
+        needs_metric=True,
+    ),
+    "step": lambda opt, p, spe, epochs, lr: Schedule(
+        torch.optim.lr_scheduler.StepLR(opt, step_size=p.step_epochs, gamma=p.factor), False
+    ),
+}
+
+
+def build_schedule(
+    opt: torch.optim.Optimizer, params: ScheduleParams, steps_per_epoch: int, epochs: int, lr: float
+) -> Schedule:
+    return choose(SCHEDULES, params.name, "schedule")(opt, params, max(1, steps_per_epoch), epochs, lr)

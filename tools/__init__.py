@@ -1,0 +1,1 @@
+"""Developer tools: the offline plots page, dvc.yaml code deps, the README figures."""
