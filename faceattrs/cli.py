@@ -22,7 +22,7 @@ def predict(args: argparse.Namespace) -> None:
     # Unless given, the model and thresholds the predict stage reads, as dvc.yaml declares them.
     model = args.model or stage_path("predict", "model.pt")
     thresholds_file = args.thresholds or _project_thresholds()
-    predictor = Predictor(model, args.device)
+    predictor = Predictor(model, args.device, tta=args.tta)
     thresholds = outputs.load_thresholds(thresholds_file, predictor.targets)
     index, logits = outputs.predict_paths(predictor, args.paths, split=args.split)
     frame = outputs.predictions_frame(index, logits, predictor.targets, thresholds)
@@ -89,6 +89,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=None, help="folder for the prediction files (default: predictions/)")
     p.add_argument("--split", default="test", help="which split of a shard folder")
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--tta",
+        choices=["none", "flip"],
+        default="flip",
+        help="flip averages each image with its mirror, as evaluate does by default (evaluate.tta)",
+    )
     p.set_defaults(run=predict)
     r = sub.add_parser("recipe", help="list the published recipes, print one's `dvc exp run` command, or run it")
     r.add_argument("name", nargs="?")

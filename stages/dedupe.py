@@ -1,4 +1,4 @@
-"""DVC stage dedupe: drop unreadable images, group exact and near duplicates, resolve label conflicts.
+"""DVC stage dedupe: drop unreadable images and pictures with no face, group duplicates, resolve label conflicts.
 
 python -m stages.dedupe --raw data/raw --out data/clean --reports reports/dedupe
 """
@@ -14,7 +14,7 @@ from faceattrs.data.archive import ImageArchive
 from faceattrs.reports.cleaning import write_report
 
 # Long lists that go to run.json rather than into the metrics file.
-DETAILS = ("unreadable_by_problem", "contradictions_by_attribute")
+DETAILS = ("unreadable_by_problem", "conflicts_by_attribute", "label_contradictions")
 
 
 def main() -> None:
@@ -29,6 +29,9 @@ def main() -> None:
         result.manifest.to_parquet(tmp / "manifest.parquet")
         result.groups.to_parquet(tmp / "groups.parquet", index=False)
         result.dropped.to_csv(tmp / "dropped.csv", index=False)
+        result.candidates.to_parquet(tmp / "near_candidates.parquet", index=False)
+        result.contradictions.to_csv(tmp / "contradictions.csv", index=False)
+        result.faces.to_csv(tmp / "face_scores.csv")
     write_report(result, ImageArchive.of(args.raw), args.reports, params.sample_groups)
     summary = result.summary
     atomic.write_json(args.reports / "summary.json", {k: v for k, v in summary.items() if k not in DETAILS})
@@ -38,7 +41,8 @@ def main() -> None:
     )
     print(
         f"dedupe: kept {summary['images_kept']} of {summary['images_listed']}; {summary['unreadable']} unreadable, "
-        f"{summary['duplicate_groups']['redundant_images']} redundant duplicates"
+        f"{summary['duplicate_groups']['redundant_images']} redundant duplicates, "
+        f"{summary['no_face']['found']} with no face found"
     )
 
 

@@ -23,7 +23,7 @@ def main() -> None:
     args = p.parse_args()
     params = stage.params_of(args).evaluate
     results = evaluate(args.model, args.shards, params, truth_if_synthetic(args.raw))
-    summary = write_reports(results, params, args.out)
+    summary = write_reports(results, params, args.out, args.shards)
     atomic.write_json(args.out / "run.json", provenance(params.model_dump(mode="json")))
     test = summary["test"]
     print(

@@ -20,8 +20,10 @@ def main() -> None:
     p.add_argument("--shards", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
-    params = stage.params_of(args).predict
-    predictor = Predictor(args.model)
+    everything = stage.params_of(args)
+    params = everything.predict
+    # The test-time augmentation evaluate tuned the thresholds with.
+    predictor = Predictor(args.model, tta=everything.evaluate.tta)
     thresholds = outputs.load_thresholds(args.thresholds, predictor.targets)
     source = [args.shards] if params.source == "test" else [Path(params.source)]
     index, logits = outputs.predict_paths(predictor, source, split="test")

@@ -21,6 +21,7 @@ def main() -> None:
     p.add_argument("--shards", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True, help="checkpoints and the final model.pt")
     p.add_argument("--live", type=Path, required=True, help="dvclive folder: metrics and training curves")
+    p.add_argument("--labels", type=Path, help="the labels stage's table of the training labels to train on")
     args = p.parse_args()
     params = stage.params_of(args)
     if params.train.processes > 1 and "LOCAL_RANK" not in os.environ:
@@ -37,7 +38,7 @@ def main() -> None:
         ]
         print("train: " + " ".join(launch[1:]), flush=True)
         sys.exit(subprocess.call(launch))
-    result = train(params, args.shards, args.out, args.live, stage.show_progress(args))
+    result = train(params, args.shards, args.out, args.live, stage.show_progress(args), args.labels)
     if result["rank"] == 0:  # under torchrun, one line for the run, not one per process
         print(f"train: best val mean accuracy {result['best_val_mean_accuracy']:.4f} at epoch {result['best_epoch']}")
 

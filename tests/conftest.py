@@ -28,8 +28,9 @@ SMALL = SyntheticParams(
     seed=7,
     exact_duplicate_rate=0.02,
     near_duplicate_rate=0.03,
-    no_face_rate=0.01,
+    no_face_rate=0.06,
     unreadable_rate=0.015,
+    lookalike_rate=0.04,
 )
 
 

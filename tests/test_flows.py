@@ -135,6 +135,7 @@ def test_stage_order_is_dvcs_own(repo):
         "dedupe",
         "split",
         "preprocess",
+        "labels",
         "train",
         "evaluate",
         "predict",

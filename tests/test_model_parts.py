@@ -75,10 +75,12 @@ def test_every_augmentation_on_a_tiny_batch(name):
     plain = augment.prepare(x, AugmentParams(hflip=0.0, center_crop=params.center_crop), mean, std, None, False)
     assert a.shape == (4, 3, *augment.output_size(params, 40, 32)) and torch.isfinite(a).all()
     assert torch.equal(a, b), "same generator seed, same augmentation"
-    if name == "mixup":
-        y = torch.randint(0, 2, (4, 40))
-        mx, my = augment.mixup(a, y, 0.2, torch.Generator().manual_seed(2))
-        assert mx.shape == a.shape and ((my >= 0) & (my <= 1)).all()
+    if name.startswith("mixup"):  # mixes in the step (model_step), not in prepare
+        y = torch.randint(0, 2, (4, 40)).float()
+        mx, lam, perm = augment.mixup(a, 0.2, torch.Generator().manual_seed(2))
+        my = augment.mix_labels(y, lam, perm)
+        assert mx.shape == a.shape and 0 <= lam <= 1 and ((my >= 0) & (my <= 1)).all()
+        assert torch.allclose(mx, lam * a + (1 - lam) * a[perm])
     elif name != "center_crop":
         assert not torch.equal(a, plain), f"{name} changed nothing"
 
@@ -235,3 +237,25 @@ def test_targets_name_the_attributes_they_are_made_of():
         "Male",
     )
     assert targets.from_params(["Smiling", "Bald"], None).attributes == ("Smiling", "Bald")
+
+
+def test_mixup_on_the_loss_differs_from_mixed_labels_under_focal_loss():
+    """Mixing the two losses is MixUp as one recipe states it; with focal loss (gamma > 0) it is not mixing labels."""
+    logits = torch.tensor([[2.0, -1.0, 0.5]])
+    a, b = torch.tensor([[1.0, 0.0, 1.0]]), torch.tensor([[0.0, 0.0, 1.0]])
+    lam = 0.3
+    rates = torch.full((3,), 0.5)
+    focal = AttributeLoss(LossParams(name="focal", gamma=2.0), rates)
+    of_losses = lam * focal(logits, a) + (1 - lam) * focal(logits, b)
+    of_labels = focal(logits, lam * a + (1 - lam) * b)
+    assert not torch.isclose(of_losses, of_labels)
+    bce = AttributeLoss(LossParams(name="bce"), rates)  # BCE is linear in the target: the two agree
+    assert torch.isclose(lam * bce(logits, a) + (1 - lam) * bce(logits, b), bce(logits, lam * a + (1 - lam) * b))
+
+
+def test_unknown_labels_are_left_out_of_the_loss():
+    loss = AttributeLoss(LossParams(name="bce"), torch.full((2,), 0.5))
+    logits = torch.tensor([[3.0, -3.0]])
+    known = torch.tensor([[True, False]])
+    wrong_second = torch.tensor([[1.0, 1.0]])  # the second label is wrong, but unknown
+    assert torch.isclose(loss(logits, wrong_second, known), loss(logits[:, :1], wrong_second[:, :1]))

@@ -23,7 +23,7 @@ def test_repository_params_file_is_valid():
             r"data\.source: Input should be 'synthetic', 'local', 'url' or 'gdrive' \(got 's3'\)",
         ),
         ({"dedupe": {"max_distnce": 3}}, r"dedupe\.max_distnce: unknown key; valid keys here: hash_size, max_distance"),
-        ({"trian": {}}, r"trian: unknown key; valid keys here: data, dedupe, split, preprocess, model"),
+        ({"trian": {}}, r"trian: unknown key; valid keys here: data, dedupe, split, preprocess, labels, model"),
         ({"loss": {"name": "hinge"}}, r"loss\.name: Input should be 'bce', 'focal' or 'mse'"),
         ({"target": {"attributes": ["Smile"]}}, r"unknown attributes \['Smile'\]"),
         ({"split": {"ratios": [0.9, 0.2, 0.1]}}, r"split\.ratios: .*sum to 1"),
@@ -40,15 +40,20 @@ def test_bad_params_name_the_key(raw, expected):
 
 
 def test_stage_params_in_dvc_yaml_are_schema_sections():
-    """Each stage lists only top-level sections the schema knows, so `-S` reruns the right stages."""
+    """Each stage lists sections (or keys of sections) the schema knows, so `-S` reruns the right stages."""
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     listed = {name: stage.get("params", []) for name, stage in stages.items()}
     assert listed["download"] == ["data"] and listed["dedupe"] == ["dedupe"]
     assert listed["split"] == ["split"] and listed["preprocess"] == ["preprocess"]
     assert listed["train"] == ["model", "target", "loss", "augment", "optimizer", "schedule", "train"]
-    assert listed["evaluate"] == ["evaluate"] and listed["predict"] == ["predict"]
+    assert listed["labels"][0] == "labels" and set(listed["labels"]) < set(listed["train"]) | {"labels"}
+    # predict applies the thresholds evaluate tuned with its test-time augmentation, so it reads that too.
+    assert listed["evaluate"] == ["evaluate"] and listed["predict"] == ["predict", "evaluate.tta"]
     for keys in listed.values():
-        assert set(keys) <= set(Params.model_fields)
+        for key in keys or []:
+            section, *rest = key.split(".")
+            assert section in Params.model_fields
+            assert not rest or rest[0] in Params.model_fields[section].annotation.model_fields
 
 
 def test_missing_and_malformed_files(tmp_path):

@@ -16,6 +16,7 @@ import pytest
 from faceattrs.core.params import DataParams
 from faceattrs.data import celeba, sources
 from faceattrs.data.archive import ImageArchive
+from faceattrs.data.celeba import FormatError
 from faceattrs.data.sources import SourceError
 from tests.conftest import rewrite_images, unpack_images
 
@@ -103,6 +104,33 @@ def test_local_kaggle_csv_layout(synthetic_raw, tmp_path):
     pd.testing.assert_frame_equal(
         celeba.read_bbox(out / celeba.BBOX_FILE), celeba.read_bbox(synthetic_raw / celeba.BBOX_FILE)
     )
+
+
+def test_a_malformed_local_file_is_named_where_the_user_keeps_it(synthetic_raw, tmp_path):
+    release = tmp_path / "my celeba"
+    _published(synthetic_raw, release)
+    lines = (release / celeba.ATTR_FILE).read_bytes().split(b"\r\n")
+    lines[7] = lines[7].replace(b" 1", b" 2", 1)  # line 8
+    (release / celeba.ATTR_FILE).write_bytes(b"\r\n".join(lines))
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(FormatError) as caught:
+        sources.fetch(DataParams(source="local", local={"path": str(release)}), out, tmp_path / "dl", progress=False)
+    assert str(caught.value).startswith(f"{release / celeba.ATTR_FILE}:8: values must be -1 or 1")
+
+
+def test_a_converted_kaggle_file_is_named_as_the_csv_the_user_gave(synthetic_raw, tmp_path):
+    kaggle = tmp_path / "kaggle"
+    unpack_images(synthetic_raw, kaggle / celeba.IMAGE_DIR / celeba.IMAGE_DIR)
+    (celeba.read_attributes(synthetic_raw / celeba.ATTR_FILE) * 2 - 1).to_csv(kaggle / "list_attr_celeba.csv")
+    partition = celeba.read_partition(synthetic_raw / celeba.PARTITION_FILE).rename("partition")
+    partition.drop(partition.index[5]).to_csv(kaggle / "list_eval_partition.csv")  # one image unlisted
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(FormatError, match="lists other files") as caught:
+        sources.fetch(DataParams(source="local", local={"path": str(kaggle)}), out, tmp_path / "dl", progress=False)
+    assert str(caught.value).startswith(f"{kaggle / 'list_eval_partition.csv'}: ")
+    assert str(out) not in str(caught.value)
 
 
 def test_local_kaggle_bad_row_names_file_and_line(synthetic_raw, tmp_path):

@@ -34,12 +34,19 @@ def _pct(value: float) -> str:
 def cleaning(root: Path) -> str:
     summary = _json(root, "reports/dedupe/summary.json")
     truth = summary["against_planted_truth"]
+    near, no_face = summary["near_candidates"], summary["no_face"]
     lines = [
         "| against the planted flaws | value |",
         "|---|---|",
-        *(f"| {name.replace('_', ' ')} | {_pct(value)} |" for name, value in truth.items()),
+        *(
+            f"| {name.replace('_', ' ')} | {value if isinstance(value, int) else _pct(value)} |"
+            for name, value in truth.items()
+            if value is not None
+        ),
         "",
-        f"{summary['images_kept']:,} of {summary['images_listed']:,} images kept "
+        f"{summary['images_kept']:,} of {summary['images_listed']:,} images kept; the hashes proposed "
+        f"{near['proposed']:,} near pairs, of which {near['same_photo']} were confirmed as the same photo; "
+        f"{no_face['found']} images had no face "
         f"(`dvc metrics show reports/dedupe/summary.json`).",
     ]
     return "\n".join(lines) + "\n"
@@ -76,7 +83,38 @@ def default_run(root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-RENDERERS: dict[str, Callable[[Path], str]] = {"cleaning": cleaning, "default-run": default_run}
+def label_errors(root: Path) -> str:
+    test = _json(root, "reports/evaluate/metrics.json")["test"]
+    methods = {
+        "confident_learning": "confident learning (cleanlab)",
+        "confident_disagreement": "baseline: a confident model disagrees (p > 0.9)",
+    }
+    lines = [
+        "| test labels flagged by | flagged | planted wrong labels | precision | recall |",
+        "|---|---|---|---|---|",
+    ]
+    for key, name in methods.items():
+        found = test.get(f"label_issues_{key}")
+        if found:
+            lines.append(
+                f"| {name} | {found['flagged']} | {found['wrong']} | {_pct(found['precision'])} | "
+                f"{_pct(found['recall'])} |"
+            )
+    lines += [
+        "",
+        f"Test mean accuracy {_pct(test['mean_accuracy'])} against the published labels, "
+        f"{_pct(test['mean_accuracy_unflagged'])} with the {test['flagged_labels']} flagged ones left out; "
+        f"over the drawn attributes {_pct(test['mean_accuracy_drawn'])} against the published labels and "
+        f"{_pct(test['clean_labels_accuracy_drawn'])} against the clean ones.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+RENDERERS: dict[str, Callable[[Path], str]] = {
+    "cleaning": cleaning,
+    "default-run": default_run,
+    "label-errors": label_errors,
+}
 
 
 def render(text: str, root: Path = ROOT) -> str:

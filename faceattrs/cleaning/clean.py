@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from faceattrs.cleaning import duplicates
+from faceattrs.cleaning import duplicates, rules
+from faceattrs.cleaning.confirm import confirm_pairs
+from faceattrs.cleaning.no_face import face_scores
 from faceattrs.core.params import DedupeParams
 from faceattrs.data import celeba
 from faceattrs.data.archive import ImageArchive
@@ -22,6 +24,9 @@ class Cleaning:
     manifest: pd.DataFrame  # kept images: identity, partition, sha256, group, the 40 labels
     groups: pd.DataFrame  # every member of every duplicate group, with kept and conflicts
     dropped: pd.DataFrame  # every image not kept, with why
+    candidates: pd.DataFrame  # every pair the hashes proposed as near duplicates, with the verdict
+    contradictions: pd.DataFrame  # kept images whose labels break a rule of faceattrs.cleaning.rules
+    faces: pd.Series  # best face score of every readable image (empty when the check is off)
     summary: dict
 
 
@@ -39,8 +44,15 @@ def load_raw(raw: Path) -> pd.DataFrame:
 
 def clean(raw: Path, params: DedupeParams, workers: int = 0, progress: bool = True) -> Cleaning:
     data = load_raw(raw)
-    hashes = duplicates.hash_images(ImageArchive.of(raw), list(data.index), params.hash_size, workers, progress)
-    groups = duplicates.group_duplicates(hashes, params.max_distance, params.max_thumbnail_difference)
+    images = ImageArchive.of(raw)
+    hashes = duplicates.hash_images(images, list(data.index), params.hash_size, workers, progress)
+
+    def confirm(first, second):
+        return confirm_pairs(
+            images, first, second, params.max_difference, params.max_difference_ratio, workers, progress
+        )
+
+    groups, candidates = duplicates.group_duplicates(hashes, params.max_distance, confirm)
     table, relabel = duplicates.resolve_groups(
         groups,
         data[list(ATTRIBUTES)],
@@ -49,6 +61,13 @@ def clean(raw: Path, params: DedupeParams, workers: int = 0, progress: bool = Tr
     )
     table.insert(2, "partition", data.loc[table["image_id"], "partition"].to_numpy())
     unreadable = hashes[hashes["problem"].notna()]
+    readable = list(hashes.index[hashes["problem"].isna()])
+    faces = (
+        face_scores(images, readable, workers, progress)
+        if params.no_face_policy != "off"
+        else pd.Series(dtype=float, name="face_score")
+    )
+    no_face = faces[faces < params.min_face_score]
     not_kept = table[~table["kept"]]
     reason = np.where(
         not_kept["labels_conflict"] & (params.conflict_policy == "drop"),
@@ -62,8 +81,18 @@ def clean(raw: Path, params: DedupeParams, workers: int = 0, progress: bool = Tr
                     {"image_id": unreadable.index, "reason": "unreadable: " + unreadable["problem"], "group": -1}
                 ),
                 pd.DataFrame({"image_id": not_kept["image_id"], "reason": reason, "group": not_kept["group"]}),
+                pd.DataFrame(
+                    {
+                        "image_id": no_face.index if params.no_face_policy == "drop" else [],
+                        "reason": [f"no face found (score {s:.2f})" for s in no_face]
+                        if params.no_face_policy == "drop"
+                        else [],
+                        "group": -1,
+                    }
+                ),
             ]
         )
+        .drop_duplicates("image_id")  # a redundant copy with no face is dropped once, as a copy
         .sort_values("image_id")
         .reset_index(drop=True)
     )
@@ -77,6 +106,7 @@ def clean(raw: Path, params: DedupeParams, workers: int = 0, progress: bool = Tr
     )
     manifest.insert(4, "relabelled", manifest.index.isin(relabel.index))
 
+    contradicting = rules.contradictions(manifest[list(ATTRIBUTES)])
     first_rows = table.drop_duplicates("group")
     summary = {
         "images_listed": len(data),
@@ -93,11 +123,25 @@ def clean(raw: Path, params: DedupeParams, workers: int = 0, progress: bool = Tr
             "with_identity_conflicts": int(first_rows["identity_conflict"].sum()),
             "crossing_official_partitions": int(table.groupby("group")["partition"].nunique().gt(1).sum()),
         },
+        "near_candidates": {
+            "proposed": len(candidates),
+            "same_photo": int(candidates["same_photo"].sum()),
+            "different_photos": int((~candidates["same_photo"].astype(bool)).sum()),
+        },
+        "no_face": {
+            "policy": params.no_face_policy,
+            "min_face_score": params.min_face_score,
+            "checked": len(faces),
+            "found": len(no_face),
+            "dropped": int(dropped["reason"].str.startswith("no face").sum()),
+        },
+        "images_with_contradicting_labels": int(contradicting["image_id"].nunique()),
+        "label_contradictions": {name: int((contradicting["rule"] == name).sum()) for name in rules.RULES},
         "dropped_for_conflicts": int((dropped["reason"].str.contains("policy drop")).sum()),
         "relabelled_by_majority": len(relabel),
-        "contradictions_by_attribute": duplicates.contradiction_counts(table),
+        "conflicts_by_attribute": duplicates.conflict_counts(table),
     }
-    return Cleaning(manifest, table, dropped, summary)
+    return Cleaning(manifest, table, dropped, candidates, contradicting, faces, summary)
 
 
 def duplicate_pairs(groups: pd.DataFrame) -> set[tuple[str, str]]:
@@ -114,12 +158,19 @@ def score_against_truth(result: Cleaning, truth: dict) -> dict:
     exact = {tuple(sorted(p[:2])) for p in truth["exact_duplicates"]}
     near = {tuple(sorted(p[:2])) for p in truth["near_duplicates"]}
     found = duplicate_pairs(result.groups)
+    lookalikes = {tuple(sorted(p[:2])) for p in truth.get("lookalikes", [])}
     unreadable = set(result.dropped.loc[result.dropped["reason"].str.startswith("unreadable"), "image_id"])
+    checked = len(result.faces) > 0
+    no_face = set(result.faces.index[result.faces < result.summary["no_face"]["min_face_score"]])
     ratio = lambda a, b: round(len(a) / len(b), 4) if b else 1.0  # noqa: E731
     return {
         "duplicate_pair_precision": ratio(found & (exact | near), found),
         "exact_pair_recall": ratio(found & exact, exact),
         "near_pair_recall": ratio(found & near, near),
+        # Different photos that look alike, which must stay apart.
+        "lookalike_pairs_kept_apart": ratio(lookalikes - found, lookalikes),
+        "no_face_recall": ratio(no_face & set(truth["no_face"]), truth["no_face"]) if checked else None,
+        "faces_flagged_as_no_face": len(no_face - set(truth["no_face"])) if checked else None,
         "unreadable_recall": ratio(unreadable & set(truth["unreadable"]), truth["unreadable"]),
         "unreadable_precision": ratio(unreadable & set(truth["unreadable"]), unreadable),
     }

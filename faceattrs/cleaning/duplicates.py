@@ -2,10 +2,8 @@
 
 Exact duplicates share a content hash; near duplicates have perceptual hashes
 (imagehash's pHash, computed here as two matrix products on libjpeg-turbo's luma)
-within a Hamming radius. The near search is a multi-index
-hash: split each hash into radius + 1 blocks, and by the pigeonhole principle any
-pair within the radius agrees exactly on at least one block, so only pairs that
-share a block value are compared, never all pairs.
+within a Hamming radius. The near search is a multi-index hash (``near_pairs``),
+which compares only pairs that are close on one block of the hash, never all pairs.
 """
 
 from __future__ import annotations
@@ -13,6 +11,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import itertools
+import math
 from dataclasses import dataclass
 from functools import partial
 
@@ -29,15 +29,12 @@ from faceattrs.core.parallel import imap
 from faceattrs.data.archive import ImageArchive
 from faceattrs.data.celeba import ATTRIBUTES
 
-THUMB = 16
-
 
 @dataclass(frozen=True)
 class ImageCheck:
     image_id: str
     sha256: str
     phash: bytes | None  # packed bits; None when the image cannot be decoded
-    thumb: bytes | None  # THUMB x THUMB grey pixels, to verify near-duplicate candidates
     problem: str | None  # why the image is unreadable
 
 
@@ -51,27 +48,20 @@ def _resampling(size: int, out: int, method: int) -> np.ndarray:
 @functools.lru_cache(maxsize=8)
 def _projections(width: int, height: int, hash_size: int) -> tuple[np.ndarray, np.ndarray]:
     # imagehash's pHash is DCT(LANCZOS resize to 4h x 4h)[:h, :h]; both steps are linear, so
-    # they fold into one (h x H) and one (W x h) matrix, stacked here with the thumbnail's
-    # box filters: two small float32 products per image instead of a resize, two FFT calls
-    # and an ImageHash object.
+    # they fold into one (h x H) and one (W x h) matrix: two small float32 products per
+    # image instead of a resize, two FFT calls and an ImageHash object.
     grid = 4 * hash_size
     dct = scipy.fft.dct(np.eye(grid), axis=0)
-    left = np.vstack(
-        [(dct @ _resampling(height, grid, Image.LANCZOS))[:hash_size], _resampling(height, THUMB, Image.BOX)]
-    )
-    right = np.hstack(
-        [(dct @ _resampling(width, grid, Image.LANCZOS))[:hash_size].T, _resampling(width, THUMB, Image.BOX).T]
-    )
+    left = (dct @ _resampling(height, grid, Image.LANCZOS))[:hash_size]
+    right = (dct @ _resampling(width, grid, Image.LANCZOS))[:hash_size].T
     return left.astype(np.float32), right.astype(np.float32)
 
 
-def perceptual_hash(grey: np.ndarray, hash_size: int = 8) -> tuple[np.ndarray, bytes]:
-    """imagehash's pHash bits and a THUMB x THUMB thumbnail of one grey (H x W) image."""
+def perceptual_hash(grey: np.ndarray, hash_size: int = 8) -> np.ndarray:
+    """imagehash's pHash bits of one grey (H x W) image."""
     left, right = _projections(grey.shape[1], grey.shape[0], hash_size)
-    rows = left @ grey.astype(np.float32)
-    low = rows[:hash_size] @ right[:, :hash_size]
-    thumb = np.clip(np.rint(rows[hash_size:] @ right[:, hash_size:]), 0, 255).astype(np.uint8)
-    return (low > np.median(low)).ravel(), thumb.tobytes()
+    low = (left @ grey.astype(np.float32)) @ right
+    return (low > np.median(low)).ravel()
 
 
 def _grey(data: bytes) -> np.ndarray:
@@ -94,15 +84,15 @@ def check_image(name: str, data: bytes, hash_size: int = 8) -> ImageCheck:
     """Content hash, perceptual hash and readability of one image's bytes."""
     sha = hashlib.sha256(data).hexdigest()
     if not data:
-        return ImageCheck(name, sha, None, None, "empty file")
+        return ImageCheck(name, sha, None, "empty file")
     try:
-        bits, thumb = perceptual_hash(_grey(data), hash_size)
+        bits = perceptual_hash(_grey(data), hash_size)
     except _NotJpeg as err:
-        return ImageCheck(name, sha, None, None, f"not a JPEG ({err})")
+        return ImageCheck(name, sha, None, f"not a JPEG ({err})")
     except Exception as err:  # PIL raises several unrelated types for broken files
         reason = "not an image" if "cannot identify" in str(err) else f"corrupt: {err}"
-        return ImageCheck(name, sha, None, None, reason)
-    return ImageCheck(name, sha, np.packbits(bits).tobytes(), thumb, None)
+        return ImageCheck(name, sha, None, reason)
+    return ImageCheck(name, sha, np.packbits(bits).tobytes(), None)
 
 
 def _check_member(name: str, images: ImageArchive, hash_size: int) -> ImageCheck:
@@ -140,49 +130,90 @@ def hamming(packed: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     return np.bitwise_count(words[i] ^ words[j]).sum(axis=1, dtype=np.int32)
 
 
+# Block keys index a direct-address table of 2**bits counts; 22 bits is a 32 MB table.
+MAX_BLOCK_BITS = 22
+
+
+def _flip_masks(bits: int, distance: int) -> np.ndarray:
+    """Every ``bits``-bit mask with at most ``distance`` bits set: the keys within ``distance`` of 0."""
+    masks = [0]
+    for k in range(1, distance + 1):
+        masks += [sum(1 << b for b in combo) for combo in itertools.combinations(range(bits), k)]
+    return np.array(masks, dtype=np.int64)
+
+
+def _block_plan(n: int, n_bits: int, radius: int) -> int:
+    """The number of blocks whose search costs least: m blocks of n_bits/m bits, each searched within radius // m.
+
+    Cost per block: one table probe per image and flip mask, plus the candidates the
+    probes return (n images times the expected bucket size n / 2**bits, per mask).
+    """
+    best, best_cost = 1, float("inf")
+    for m in range(1, n_bits + 1):
+        bits = -(-n_bits // m)
+        if bits > MAX_BLOCK_BITS:
+            continue
+        masks = sum(math.comb(bits, k) for k in range(radius // m + 1))
+        cost = m * masks * (n + n * n / 2**bits)
+        if cost < best_cost:
+            best, best_cost = m, cost
+    return best
+
+
 def near_pairs(packed: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All pairs (i < j) whose hashes are within ``max_distance`` bits, with their distances."""
+    """All pairs (i < j) whose hashes are within ``max_distance`` bits, with their distances.
+
+    Multi-index hashing (Norouzi et al.): the hash is cut into m blocks; a pair within
+    r bits differs by at most r // m bits in at least one block (pigeonhole), so each
+    image's block key, with every flip of up to r // m bits, is looked up in a count
+    table of that block, and only the pairs found there are compared whole.
+    """
     n = len(packed)
     words = _words(packed)
     bits = np.unpackbits(packed, axis=1)
-    blocks = np.array_split(np.arange(bits.shape[1]), min(max_distance + 1, bits.shape[1]))
+    m = _block_plan(n, bits.shape[1], max_distance)
     found_i, found_j = [], []
-    for block in blocks:
+    for block in np.array_split(np.arange(bits.shape[1]), m):
         keys = bits[:, block].astype(np.int64) @ (1 << np.arange(len(block), dtype=np.int64))
         order = np.argsort(keys, kind="stable")
-        sorted_keys = keys[order]
-        # Members of one bucket are contiguous after sorting: pair each with the member
-        # ``offset`` places later while the keys still match, and keep only close pairs
-        # at once, so memory stays small however many candidates there are.
-        offset = 1
-        while offset < n:
-            same = np.flatnonzero(sorted_keys[offset:] == sorted_keys[:-offset])
-            if not len(same):
-                break
-            a, b = order[same], order[same + offset]
+        counts = np.bincount(keys, minlength=1 << len(block))
+        starts = np.cumsum(counts) - counts
+        for mask in _flip_masks(len(block), max_distance // m):
+            probe = keys ^ mask
+            hits = counts[probe]
+            probing = np.flatnonzero(hits)  # the few images whose flipped key has a bucket
+            if not len(probing):
+                continue
+            hits, first = hits[probing], starts[probe[probing]]
+            total = int(hits.sum())
+            a = np.repeat(probing, hits)
+            rank = np.arange(total) - np.repeat(np.cumsum(hits) - hits, hits)
+            b = order[np.repeat(first, hits) + rank]
+            keep = a < b
+            a, b = a[keep], b[keep]
             close = np.bitwise_count(words[a] ^ words[b]).sum(axis=1) <= max_distance
-            found_i.append(np.minimum(a[close], b[close]))
-            found_j.append(np.maximum(a[close], b[close]))
-            offset += 1
+            found_i.append(a[close])
+            found_j.append(b[close])
     if not found_i:
         empty = np.empty(0, dtype=np.int64)
         return empty, empty, empty.astype(np.int32)
-    # A pair that agrees on several blocks was found once per block.
+    # A pair close in several blocks, or under several masks, was found more than once.
     codes = np.unique(np.concatenate(found_i).astype(np.int64) * n + np.concatenate(found_j))
     i, j = codes // n, codes % n
     return i, j, hamming(packed, i, j)
 
 
-def thumbnail_difference(thumbs: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    """Mean absolute grey-level difference between the thumbnails of pairs ``i``, ``j``."""
-    return np.abs(thumbs[i].astype(np.int16) - thumbs[j]).mean(axis=1)
+CANDIDATE_COLUMNS = ["image_a", "image_b", "hash_distance", "peak", "ratio", "same_photo"]
 
 
-def group_duplicates(hashes: pd.DataFrame, max_distance: int, max_thumbnail_difference: float = 255.0) -> pd.DataFrame:
-    """Duplicate groups among readable images: columns group, image_id, kind (exact or near).
+def group_duplicates(hashes: pd.DataFrame, max_distance: int, confirm=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Duplicate groups among readable images, and every near candidate with its verdict.
 
-    Perceptual hashes propose near pairs; a pair is kept only if the two thumbnails
-    also agree, since different faces on similar backgrounds can share a hash.
+    Groups: columns group, image_id, kind (exact or near). Perceptual hashes only
+    propose near pairs; ``confirm(names_a, names_b)`` returns a frame of peak, ratio and
+    same_photo per pair (``faceattrs.cleaning.confirm``), and only pairs it calls the
+    same photo join a group, since aligned faces that merely look alike share hashes.
+    Without ``confirm`` every proposed pair joins.
     """
     readable = hashes[hashes["problem"].isna()]
     n = len(readable)
@@ -197,13 +228,20 @@ def group_duplicates(hashes: pd.DataFrame, max_distance: int, max_thumbnail_diff
     packed = (
         np.frombuffer(b"".join(readable["phash"]), dtype=np.uint8).reshape(n, -1) if n else np.zeros((0, 1), np.uint8)
     )
-    near_i, near_j, _ = near_pairs(packed, max_distance)
-    if len(near_i):
-        thumbs = np.frombuffer(b"".join(readable["thumb"]), dtype=np.uint8).reshape(n, -1)
-        similar = thumbnail_difference(thumbs, near_i, near_j) <= max_thumbnail_difference
-        near_i, near_j = near_i[similar], near_j[similar]
-    i = np.r_[np.array(exact_i, dtype=np.int64), near_i]
-    j = np.r_[np.array(exact_j, dtype=np.int64), near_j]
+    near_i, near_j, distance = near_pairs(packed, max_distance)
+    # Byte-identical pairs are settled; the rest of the hash matches need a second look.
+    differ = sha_codes[near_i] != sha_codes[near_j]
+    near_i, near_j, distance = near_i[differ], near_j[differ], distance[differ]
+    names = readable.index.to_numpy()
+    candidates = pd.DataFrame({"image_a": names[near_i], "image_b": names[near_j], "hash_distance": distance})
+    if confirm is not None and len(candidates):
+        verdicts = confirm(candidates["image_a"].tolist(), candidates["image_b"].tolist())
+        candidates = pd.concat([candidates, verdicts.reset_index(drop=True)], axis=1)
+    else:
+        candidates = candidates.assign(peak=np.nan, ratio=np.nan, same_photo=True)
+    same = candidates["same_photo"].to_numpy(bool)
+    i = np.r_[np.array(exact_i, dtype=np.int64), near_i[same]]
+    j = np.r_[np.array(exact_j, dtype=np.int64), near_j[same]]
     graph = coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n))
     _, component = connected_components(graph, directed=False)
     sizes = np.bincount(component)
@@ -215,15 +253,17 @@ def group_duplicates(hashes: pd.DataFrame, max_distance: int, max_thumbnail_diff
             "sha256": readable["sha256"].to_numpy()[in_group],
         }
     )
+    candidates = candidates[CANDIDATE_COLUMNS]
     if frame.empty:
-        return pd.DataFrame(columns=["group", "image_id", "kind"])
+        return pd.DataFrame(columns=["group", "image_id", "kind"]), candidates
     frame = frame.sort_values("image_id")
     # Number groups by their first image, so the numbering is stable across runs.
     first = frame.groupby("component")["image_id"].transform("min")
     frame["group"] = pd.factorize(first, sort=True)[0]
     exact = frame.groupby("group")["sha256"].transform("nunique") == 1
     frame["kind"] = np.where(exact, "exact", "near")
-    return frame[["group", "image_id", "kind"]].sort_values(["group", "image_id"]).reset_index(drop=True)
+    groups = frame[["group", "image_id", "kind"]].sort_values(["group", "image_id"]).reset_index(drop=True)
+    return groups, candidates
 
 
 POLICIES = ("drop", "majority", "first")
@@ -276,7 +316,7 @@ def resolve_groups(
     return table, relabel
 
 
-def contradiction_counts(table: pd.DataFrame) -> dict[str, int]:
+def conflict_counts(table: pd.DataFrame) -> dict[str, int]:
     """How many duplicate groups disagree on each attribute."""
     per_group = table.drop_duplicates("group")["conflicting_attributes"].str.split()
     counts = pd.Series([a for attrs in per_group for a in attrs], dtype=object).value_counts()

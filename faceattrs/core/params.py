@@ -43,7 +43,10 @@ class SyntheticParams(Section):
         0.005, ge=0, le=0.1, description="planted flaws, as fractions of num_images (the truth sidecar counts them)"
     )
     near_duplicate_rate: float = Field(0.01, ge=0, le=0.1, description="re-encoded, shifted or rescaled copies")
-    no_face_rate: float = Field(0.003, ge=0, le=0.1, description="pictures with no face in them")
+    no_face_rate: float = Field(0.01, ge=0, le=0.1, description="pictures with no face in them")
+    lookalike_rate: float = Field(
+        0.01, ge=0, le=0.1, description="different photos in one scene and pose: a small change, or another person"
+    )
     unreadable_rate: float = Field(0.002, ge=0, le=0.1, description="truncated, empty or not a JPEG")
     label_noise: dict[str, float] = Field(
         default_factory=lambda: {"default": 0.02, "High_Cheekbones": 0.08, "Pointy_Nose": 0.08, "Oval_Face": 0.08},
@@ -106,16 +109,28 @@ class DedupeParams(Section):
 
     hash_size: int = Field(8, ge=4, le=16)
     max_distance: int = Field(
-        6, ge=0, le=16, description="largest perceptual-hash Hamming distance that still counts as a near duplicate"
+        8, ge=0, le=16, description="largest perceptual-hash Hamming distance that proposes a near duplicate"
     )
-    max_thumbnail_difference: float = Field(
-        12.0,
+    max_difference: float = Field(
+        80.0,
         ge=0,
-        le=255,
-        description="mean grey-level difference of 16x16 thumbnails above which a hash match is two pictures",
+        description="largest smoothed colour difference (grey levels) of a registered pair that is the same photo",
+    )
+    max_difference_ratio: float = Field(
+        6.0,
+        gt=0,
+        description="largest ratio of that difference to the pair's typical one: a local change is another photo",
     )
     conflict_policy: Literal["drop", "majority", "first"] = Field(
         "majority", description="what a duplicate group whose labels disagree keeps"
+    )
+    no_face_policy: Literal["drop", "report", "off"] = Field(
+        "drop", description="images where no face is found: dropped, only listed, or not looked for"
+    )
+    min_face_score: float = Field(
+        -0.9,
+        description="dlib HOG margin (the better of the image and its mirror) under which an image has no face; "
+        "dlib's own call of a face is 0",
     )
     workers: int = Field(0, ge=0, description="0: one per core")
     sample_groups: int = Field(12, ge=0, description="duplicate groups drawn on the contact sheet")
@@ -167,6 +182,21 @@ class PreprocessParams(Section):
         if min(value) < 8:
             raise ValueError(f"size [height, width] must be at least 8 pixels each, got {list(value)}")
         return value
+
+
+class LabelsParams(Section):
+    """The search for wrong labels in the training split (the labels stage), and what training sees of them."""
+
+    method: Literal["none", "kfold"] = Field(
+        "none",
+        description="kfold: out-of-fold models score every training label (minutes); none: only evaluate flags, "
+        "on val and test",
+    )
+    folds: int = Field(3, ge=2, description="folds of identities for kfold")
+    epochs: int = Field(3, ge=1, description="epochs of each fold's model")
+    policy: Literal["report", "drop", "flip"] = Field(
+        "report", description="what training sees of a flagged label: the given one, none, or the other one"
+    )
 
 
 class ModelParams(Section):
@@ -249,6 +279,9 @@ class AugmentParams(Section):
     noise_std: float = Field(0.0, ge=0, le=1)
     erasing: float = Field(0.0, ge=0, le=1)
     mixup_alpha: float = Field(0.0, ge=0)
+    mixup_on: Literal["labels", "loss"] = Field(
+        "labels", description="what MixUp mixes besides the images: the two label sets, or their two losses"
+    )
 
 
 class OptimizerParams(Section):
@@ -283,6 +316,9 @@ class TrainParams(Section):
     early_stopping: int = Field(
         0, ge=0, description="stop after this many epochs without a better val mean accuracy; 0 never"
     )
+    ema: float = Field(
+        0.0, ge=0, lt=1, description="decay per step of a weight average that is validated and saved; 0: none"
+    )
     compile: bool = False
     limit_batches: int = Field(0, ge=0, description="batches per epoch at most (0: all); for smoke runs")
     processes: int = Field(1, ge=1, description=">1: data-parallel under torchrun, one process per GPU")
@@ -297,6 +333,9 @@ class EvaluateParams(Section):
     thresholds: Literal["fixed", "tuned"] = Field(
         "fixed",
         description="fixed is probability 0.5; tuned is tuned on val and applied to test (for real CelebA's val)",
+    )
+    tta: Literal["none", "flip"] = Field(
+        "flip", description="test-time augmentation: flip averages each image's logits with its mirror image's"
     )
     fair_group: str = Field("Male", description="the attribute that splits people for the group-fair score")
     curves_for: list[str] = Field(
@@ -328,6 +367,7 @@ class Params(Section):
     dedupe: DedupeParams = DedupeParams()
     split: SplitParams = SplitParams()
     preprocess: PreprocessParams = PreprocessParams()
+    labels: LabelsParams = LabelsParams()
     model: ModelParams = ModelParams()
     target: TargetParams = TargetParams()
     loss: LossParams = LossParams()

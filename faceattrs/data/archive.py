@@ -11,11 +11,11 @@ from __future__ import annotations
 import functools
 import os
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
-from typing import Iterable
 
-from faceattrs.data import celeba
 from faceattrs.core.errors import InputError
+from faceattrs.data import celeba
 
 # Fixed member timestamps keep the same images the same bytes, so DVC sees no change.
 _EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -35,8 +35,7 @@ def _open(path: str, pid: int, version: tuple[int, int, int]) -> tuple[zipfile.Z
         raise ArchiveError(f"{path}: no such image archive") from None
     except zipfile.BadZipFile:
         raise ArchiveError(f"{path}: not a zip file") from None
-    members = {PurePosixPath(m.filename).name: m for m in archive.infolist()
-               if m.filename.lower().endswith(".jpg")}
+    members = {PurePosixPath(m.filename).name: m for m in archive.infolist() if m.filename.lower().endswith(".jpg")}
     return archive, members
 
 
@@ -47,7 +46,7 @@ class ImageArchive:
         self.path = Path(path)
 
     @classmethod
-    def of(cls, raw: Path | str) -> "ImageArchive":
+    def of(cls, raw: Path | str) -> ImageArchive:
         """The archive inside a raw CelebA folder."""
         return cls(Path(raw) / celeba.ZIP_FILE)
 
@@ -92,7 +91,7 @@ class ArchiveWriter:
     def close(self) -> None:
         self._zip.close()
 
-    def __enter__(self) -> "ArchiveWriter":
+    def __enter__(self) -> ArchiveWriter:
         return self
 
     def __exit__(self, *exc) -> None:

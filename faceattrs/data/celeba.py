@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from faceattrs.core.errors import InputError
 
 IMAGE_DIR = "img_align_celeba"
@@ -27,8 +28,16 @@ LANDMARKS_FILE = "list_landmarks_align_celeba.txt"
 ZIP_FILE = "img_align_celeba.zip"
 BBOX_HEADER = ("image_id", "x_1", "y_1", "width", "height")
 LANDMARK_HEADER = (
-    "lefteye_x", "lefteye_y", "righteye_x", "righteye_y", "nose_x", "nose_y",
-    "leftmouth_x", "leftmouth_y", "rightmouth_x", "rightmouth_y",
+    "lefteye_x",
+    "lefteye_y",
+    "righteye_x",
+    "righteye_y",
+    "nose_x",
+    "nose_y",
+    "leftmouth_x",
+    "leftmouth_y",
+    "rightmouth_x",
+    "rightmouth_y",
 )
 PARTITION_NAMES = {0: "train", 1: "val", 2: "test"}
 
@@ -71,7 +80,7 @@ class FormatError(InputError):
     def __init__(self, path: Path | str, line: int | None, message: str):
         where = f"{path}:{line}" if line is not None else f"{path}"
         super().__init__(f"{where}: {message}")
-        self.path, self.line = Path(path), line
+        self.path, self.line, self.message = Path(path), line, message
 
 
 def image_name(index: int) -> str:
@@ -96,7 +105,9 @@ def _lines(path: Path) -> list[str]:
 
 def _count_line(path: Path, lines: list[str]) -> int:
     if not lines or not lines[0].strip().isdigit():
-        raise FormatError(path, 1, f"expected the image count on line 1, found {lines[0][:40]!r}" if lines else "file is empty")
+        raise FormatError(
+            path, 1, f"expected the image count on line 1, found {lines[0][:40]!r}" if lines else "file is empty"
+        )
     return int(lines[0])
 
 
@@ -117,7 +128,7 @@ def read_attributes(path: Path | str) -> pd.DataFrame:
         unknown = sorted(set(names) ^ set(ATTRIBUTES))
         detail = f"differs in {unknown}" if unknown else "has the attributes in a different order"
         raise FormatError(path, 2, f"header {detail}; expected the 40 official names in order")
-    rows = [ln for ln in lines[2:]]
+    rows = list(lines[2:])
     files: list[str] = []
     values = np.empty((len(rows), len(ATTRIBUTES)), dtype=np.int8)
     for i, line in enumerate(rows):
@@ -186,7 +197,7 @@ def _read_table(path: Path | str, header: tuple[str, ...]) -> pd.DataFrame:
     declared = _count_line(path, lines)
     found_header = tuple(lines[1].split()) if len(lines) > 1 else ()
     # The bbox file names its first column; the landmarks file does not.
-    if found_header not in (header, header[1:]) and ("image_id",) + found_header != header:
+    if found_header not in (header, header[1:]) and ("image_id", *found_header) != header:
         raise FormatError(path, 2, f"expected header {' '.join(header)!r}, found {' '.join(found_header)!r}")
     columns = [c for c in header if c != "image_id"]
     files, values = [], []
@@ -201,8 +212,11 @@ def _read_table(path: Path | str, header: tuple[str, ...]) -> pd.DataFrame:
         files.append(fields[0])
     _check_count(path, declared, len(files))
     _check_unique(path, files, first_row_line=3)
-    return pd.DataFrame(np.array(values, dtype=np.int32).reshape(-1, len(columns)),
-                        index=pd.Index(files, name="image_id"), columns=columns)
+    return pd.DataFrame(
+        np.array(values, dtype=np.int32).reshape(-1, len(columns)),
+        index=pd.Index(files, name="image_id"),
+        columns=columns,
+    )
 
 
 def read_bbox(path: Path | str) -> pd.DataFrame:
@@ -212,18 +226,22 @@ def read_bbox(path: Path | str) -> pd.DataFrame:
 
 def read_landmarks(path: Path | str) -> pd.DataFrame:
     """``list_landmarks_align_celeba.txt``: five (x, y) points per file, aligned coordinates."""
-    return _read_table(path, ("image_id",) + LANDMARK_HEADER)
+    return _read_table(path, ("image_id", *LANDMARK_HEADER))
 
 
 # ---------------------------------------------------------------- writers
 # Byte-exact with the published files: CRLF endings, the layouts FORMAT.md gives.
 
+
 def format_attributes(labels: pd.DataFrame, names: tuple[str, ...] = ATTRIBUTES) -> bytes:
-    """``list_attr_celeba.txt`` bytes for a 0/1 frame indexed by file name (other ``names`` for predictions of other targets)."""
+    """``list_attr_celeba.txt`` bytes for a 0/1 frame indexed by file name.
+
+    Other ``names`` write predictions of other targets in the same layout.
+    """
     signed = labels[list(names)].to_numpy(dtype=np.int8) * 2 - 1
     out = [f"{len(labels)}\r\n", " ".join(names) + " \r\n"]
     cells = np.where(signed > 0, " 1", "-1")
-    out.extend(f"{name} {' '.join(row)}\r\n" for name, row in zip(labels.index, cells))
+    out.extend(f"{name} {' '.join(row)}\r\n" for name, row in zip(labels.index, cells, strict=True))
     return "".join(out).encode("ascii")
 
 
@@ -236,12 +254,13 @@ def format_table(table: pd.DataFrame, header: tuple[str, ...]) -> bytes:
     """``list_bbox_celeba.txt`` (header names image_id) or landmarks bytes (header does not)."""
     out = [f"{len(table)}\r\n", " ".join(header) + " \r\n"]
     width = max(len(name) for name in table.index) if len(table) else 10
-    for name, row in zip(table.index, table.to_numpy()):
+    for name, row in zip(table.index, table.to_numpy(), strict=True):
         out.append(f"{name:<{width}} " + " ".join(f"{int(v):4d}" for v in row) + "\r\n")
     return "".join(out).encode("ascii")
 
 
 # ---------------------------------------------------------------- Kaggle CSV layout
+
 
 def read_kaggle_csv(path: Path | str, columns: tuple[str, ...]) -> pd.DataFrame:
     """A Kaggle CSV (``image_id`` then ``columns``), checked row by row, indexed by file name."""
@@ -251,7 +270,9 @@ def read_kaggle_csv(path: Path | str, columns: tuple[str, ...]) -> pd.DataFrame:
         header = next(reader, None)
         expected = ["image_id", *columns]
         if header != expected:
-            raise FormatError(path, 1, f"expected header {','.join(expected)[:80]}..., found {','.join(header or [])[:80]}")
+            raise FormatError(
+                path, 1, f"expected header {','.join(expected)[:80]}..., found {','.join(header or [])[:80]}"
+            )
         files, values = [], []
         for lineno, row in enumerate(reader, start=2):
             if len(row) != len(expected):
@@ -262,5 +283,8 @@ def read_kaggle_csv(path: Path | str, columns: tuple[str, ...]) -> pd.DataFrame:
                 raise FormatError(path, lineno, "values must be integers") from None
             files.append(row[0])
     _check_unique(path, files, first_row_line=2)
-    return pd.DataFrame(np.array(values, dtype=np.int32).reshape(-1, len(columns)),
-                        index=pd.Index(files, name="image_id"), columns=list(columns))
+    return pd.DataFrame(
+        np.array(values, dtype=np.int32).reshape(-1, len(columns)),
+        index=pd.Index(files, name="image_id"),
+        columns=list(columns),
+    )

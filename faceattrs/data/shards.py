@@ -9,10 +9,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -22,12 +22,12 @@ import simplejpeg
 from PIL import Image
 
 from faceattrs.core.atomic import write_json
+from faceattrs.core.errors import InputError
+from faceattrs.core.parallel import imap
 from faceattrs.core.params import PreprocessParams
 from faceattrs.data.archive import ImageArchive
 from faceattrs.data.celeba import ATTRIBUTES
-from faceattrs.core.parallel import imap
 from faceattrs.data.splits import SPLITS
-from faceattrs.core.errors import InputError
 
 METADATA_KEY = b"faceattrs"
 ROW_GROUP = 512
@@ -44,8 +44,13 @@ class ImageSpec:
     decode: str = "full"
 
     def to_dict(self) -> dict:
-        return {"crop": list(self.crop) if self.crop else None, "size": list(self.size),
-                "format": self.format, "jpeg_quality": self.jpeg_quality, "decode": self.decode}
+        return {
+            "crop": list(self.crop) if self.crop else None,
+            "size": list(self.size),
+            "format": self.format,
+            "jpeg_quality": self.jpeg_quality,
+            "decode": self.decode,
+        }
 
 
 def schema(spec: ImageSpec) -> pa.Schema:
@@ -106,16 +111,30 @@ def _encode_member(name: str, images: ImageArchive, spec: ImageSpec) -> bytes:
     return encode_image(images.read(name), spec, f"{images.path}:{name}")
 
 
-def write_split(rows: pd.DataFrame, images: ImageArchive, out_dir: Path, split: str, spec: ImageSpec,
-                rows_per_shard: int, workers: int = 0, progress: bool = True) -> list[dict]:
+def write_split(
+    rows: pd.DataFrame,
+    images: ImageArchive,
+    out_dir: Path,
+    split: str,
+    spec: ImageSpec,
+    rows_per_shard: int,
+    workers: int = 0,
+    progress: bool = True,
+) -> list[dict]:
     """Write ``rows`` (manifest rows indexed by image_id, in order) as shards; returns their entries."""
     out_dir.mkdir(parents=True, exist_ok=True)
     table_schema = schema(spec)
-    encoded = imap(partial(_encode_member, images=images, spec=spec), list(rows.index),
-                   total=len(rows), workers=workers, desc=f"shards {split}", progress=progress)
+    encoded = imap(
+        partial(_encode_member, images=images, spec=spec),
+        list(rows.index),
+        total=len(rows),
+        workers=workers,
+        desc=f"shards {split}",
+        progress=progress,
+    )
     entries = []
     for number, start in enumerate(range(0, max(len(rows), 1), rows_per_shard)):
-        chunk = rows.iloc[start:start + rows_per_shard]
+        chunk = rows.iloc[start : start + rows_per_shard]
         if chunk.empty and number > 0:
             break
         images = [next(encoded) for _ in range(len(chunk))]
@@ -128,8 +147,14 @@ def write_split(rows: pd.DataFrame, images: ImageArchive, out_dir: Path, split: 
         table = pa.Table.from_pydict(columns, schema=table_schema)
         path = out_dir / f"{split}-{number:05d}.parquet"
         pq.write_table(table, path, row_group_size=ROW_GROUP, compression="zstd", compression_level=3)
-        entries.append({"file": path.name, "rows": len(chunk), "bytes": path.stat().st_size,
-                        "sha256": hashlib.sha256(path.read_bytes()).hexdigest()})
+        entries.append(
+            {
+                "file": path.name,
+                "rows": len(chunk),
+                "bytes": path.stat().st_size,
+                "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            }
+        )
     return entries
 
 
@@ -137,30 +162,41 @@ def spec_of(params: PreprocessParams) -> ImageSpec:
     return ImageSpec(params.crop, params.size, params.format, params.jpeg_quality, params.decode)
 
 
-def write_splits(manifest: pd.DataFrame, images: ImageArchive, out_dir: Path, params: PreprocessParams,
-                 progress: bool = True) -> dict:
+def write_splits(
+    manifest: pd.DataFrame, images: ImageArchive, out_dir: Path, params: PreprocessParams, progress: bool = True
+) -> dict:
     """Every split of ``manifest`` (sorted by image id) as shards in ``out_dir``, and their ``manifest.json``."""
     spec = spec_of(params)
     entries = {}
     for split in SPLITS:
         rows = manifest[manifest["split"] == split]
-        entries[split] = {"rows": int(len(rows)), "shards": write_split(
-            rows, images, out_dir, split, spec, params.rows_per_shard, params.workers, progress)}
+        entries[split] = {
+            "rows": len(rows),
+            "shards": write_split(rows, images, out_dir, split, spec, params.rows_per_shard, params.workers, progress),
+        }
     # Only what the shards hold: a commit stamp here would change the output training
     # depends on, and so retrain, whenever any code changed while the shards stayed the same.
-    write_json(out_dir / "manifest.json", {
-        "splits": entries,
-        "image": spec.to_dict(),
-        "schema": str(schema(spec)).split("\n-- schema metadata --")[0],
-        "params": params.model_dump(mode="json"),
-    })
+    write_json(
+        out_dir / "manifest.json",
+        {
+            "splits": entries,
+            "image": spec.to_dict(),
+            "schema": str(schema(spec)).split("\n-- schema metadata --")[0],
+            "params": params.model_dump(mode="json"),
+        },
+    )
     return entries
 
 
 def read_spec(path: Path) -> ImageSpec:
     meta = json.loads(pq.read_schema(path).metadata[METADATA_KEY])
-    return ImageSpec(tuple(meta["crop"]) if meta["crop"] else None, tuple(meta["size"]), meta["format"],
-                     meta["jpeg_quality"], meta.get("decode", "full"))
+    return ImageSpec(
+        tuple(meta["crop"]) if meta["crop"] else None,
+        tuple(meta["size"]),
+        meta["format"],
+        meta["jpeg_quality"],
+        meta.get("decode", "full"),
+    )
 
 
 def shard_paths(shard_dir: Path, split: str) -> list[Path]:

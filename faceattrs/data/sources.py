@@ -9,19 +9,19 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 import requests
 from tqdm import tqdm
 
-from faceattrs.synthetic import generator
-from faceattrs.data import archive
-from faceattrs.data import celeba
-from faceattrs.data.celeba import ATTRIBUTES, FormatError
-from faceattrs.core.params import DataParams
 from faceattrs.core.errors import InputError
+from faceattrs.core.params import DataParams
+from faceattrs.data import archive, celeba
+from faceattrs.data.celeba import ATTRIBUTES, FormatError
+from faceattrs.synthetic import generator
 
 PUBLISHED_MD5 = {f.name: f.md5 for f in celeba.PUBLISHED_FILES}
 # The files a download needs; bbox and landmarks are optional extras of the release.
@@ -49,8 +49,10 @@ def looks_like_html(path: Path) -> bool:
 
 # ---------------------------------------------------------------- HTTP(S) mirror
 
-def http_download(url: str, dest: Path, md5: str | None, timeout: float = 60.0,
-                  retries: int = 3, progress: bool = True) -> Path:
+
+def http_download(
+    url: str, dest: Path, md5: str | None, timeout: float = 60.0, retries: int = 3, progress: bool = True
+) -> Path:
     """Download ``url`` to ``dest``, resuming a previous ``.part``; verified before it gets its name.
 
     A checksum mismatch or an HTML page in place of the file removes the partial
@@ -68,18 +70,23 @@ def http_download(url: str, dest: Path, md5: str | None, timeout: float = 60.0,
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as err:
             attempt += 1
             if attempt > retries:
-                raise SourceError(f"{url}: download failed after {retries} retries ({err}); "
-                                  f"rerun to resume from {part.stat().st_size if part.exists() else 0} bytes") from None
+                raise SourceError(
+                    f"{url}: download failed after {retries} retries ({err}); "
+                    f"rerun to resume from {part.stat().st_size if part.exists() else 0} bytes"
+                ) from None
     if looks_like_html(part) and not dest.name.endswith((".html", ".htm")):
         part.unlink()
-        raise SourceError(f"{url}: the server sent an HTML page instead of {dest.name} "
-                          "(a quota-exceeded or virus-scan page?); nothing was kept")
+        raise SourceError(
+            f"{url}: the server sent an HTML page instead of {dest.name} "
+            "(a quota-exceeded or virus-scan page?); nothing was kept"
+        )
     if md5 is not None:
         found = md5sum(part)
         if found != md5:
             part.unlink()
-            raise SourceError(f"{url}: md5 mismatch for {dest.name}: expected {md5}, got {found}; "
-                              "the partial file was removed")
+            raise SourceError(
+                f"{url}: md5 mismatch for {dest.name}: expected {md5}, got {found}; the partial file was removed"
+            )
     os.replace(part, dest)
     return dest
 
@@ -97,15 +104,19 @@ def _fetch_into(url: str, part: Path, timeout: float, progress: bool) -> None:
             have = 0
         length = response.headers.get("Content-Length")
         total = have + int(length) if length is not None else None
-        with open(part, "ab" if resume else "wb") as handle, tqdm(
-            total=total, initial=have, unit="B", unit_scale=True, desc=part.name[:-5], disable=not progress
-        ) as bar:
+        with (
+            open(part, "ab" if resume else "wb") as handle,
+            tqdm(
+                total=total, initial=have, unit="B", unit_scale=True, desc=part.name[:-5], disable=not progress
+            ) as bar,
+        ):
             for block in response.iter_content(chunk_size=1 << 16):
                 handle.write(block)
                 bar.update(len(block))
 
 
 # ---------------------------------------------------------------- turning downloads into the layout
+
 
 def _link_or_copy(src: Path, dst: Path) -> None:
     try:
@@ -134,16 +145,29 @@ def pack_images(src_dir: Path, out: Path, progress: bool) -> None:
     archive.pack(items, out / celeba.ZIP_FILE)
 
 
-def _assemble(files: dict[str, Path], out: Path, progress: bool) -> None:
+@dataclass(frozen=True)
+class Origin:
+    """Where a file of the layout came from, so errors name the user's file, not the temporary copy."""
+
+    path: Path
+    line_offset: int = 0  # added to a line number of the layout's file (a converted CSV has other lines)
+
+
+Origins = dict[str, Origin]
+
+
+def _assemble(files: dict[str, Path], out: Path, progress: bool) -> Origins:
     """Build the layout from downloaded published files (zip + text files)."""
     link_archive(files[celeba.ZIP_FILE], out)
     for name, path in files.items():
         if name != celeba.ZIP_FILE:
             shutil.copyfile(path, out / name)
+    return {name: Origin(path) for name, path in files.items()}
 
 
-def _download_files(fetch: Callable[[str, Path, str | None], Path], downloads: Path,
-                    md5: dict[str, str]) -> dict[str, Path]:
+def _download_files(
+    fetch: Callable[[str, Path, str | None], Path], downloads: Path, md5: dict[str, str]
+) -> dict[str, Path]:
     downloads.mkdir(parents=True, exist_ok=True)
     files = {}
     for name in REQUIRED_DOWNLOADS + OPTIONAL_DOWNLOADS:
@@ -156,14 +180,15 @@ def _download_files(fetch: Callable[[str, Path, str | None], Path], downloads: P
     return files
 
 
-def from_url(params: DataParams, out: Path, downloads: Path, workers: int, progress: bool) -> None:
+def from_url(params: DataParams, out: Path, downloads: Path, workers: int, progress: bool) -> Origins:
     base = params.url.base.rstrip("/")
     fetch = lambda name, dest, md5: http_download(  # noqa: E731
-        f"{base}/{name}", dest, md5, params.url.timeout_s, params.url.retries, progress)
-    _assemble(_download_files(fetch, downloads, params.url.md5), out, progress)
+        f"{base}/{name}", dest, md5, params.url.timeout_s, params.url.retries, progress
+    )
+    return _assemble(_download_files(fetch, downloads, params.url.md5), out, progress)
 
 
-def from_gdrive(params: DataParams, out: Path, downloads: Path, workers: int, progress: bool) -> None:
+def from_gdrive(params: DataParams, out: Path, downloads: Path, workers: int, progress: bool) -> Origins:
     from torchvision.datasets.utils import download_file_from_google_drive
 
     ids = {f.name: f.gdrive_id for f in celeba.PUBLISHED_FILES}
@@ -176,41 +201,48 @@ def from_gdrive(params: DataParams, out: Path, downloads: Path, workers: int, pr
                 raise SourceError(f"Google Drive file {name} ({ids[name]}): {err}") from err
         if looks_like_html(dest):
             dest.unlink()
-            raise SourceError(f"Google Drive sent an HTML page instead of {name} (quota exceeded?); "
-                              "try data.source=url with a mirror")
+            raise SourceError(
+                f"Google Drive sent an HTML page instead of {name} (quota exceeded?); try data.source=url with a mirror"
+            )
         if md5 is not None and md5sum(dest) != md5:
             found = md5sum(dest)
             dest.unlink()
             raise SourceError(f"Google Drive file {name}: md5 mismatch: expected {md5}, got {found}")
         return dest
 
-    _assemble(_download_files(fetch, downloads, {}), out, progress)
+    return _assemble(_download_files(fetch, downloads, {}), out, progress)
 
 
-def from_local(params: DataParams, out: Path, downloads: Path, workers: int, progress: bool) -> None:
+def from_local(params: DataParams, out: Path, downloads: Path, workers: int, progress: bool) -> Origins:
     root = Path(params.local.path).expanduser()
     if not root.is_dir():
         raise SourceError(f"data.local.path: {root} is not a folder")
     kaggle_images = root / celeba.IMAGE_DIR / celeba.IMAGE_DIR
     if (root / "list_attr_celeba.csv").exists():
-        _from_kaggle(root, kaggle_images if kaggle_images.is_dir() else root / celeba.IMAGE_DIR, out, progress)
-        return
+        return _from_kaggle(root, kaggle_images if kaggle_images.is_dir() else root / celeba.IMAGE_DIR, out, progress)
     missing = [name for name in (celeba.ATTR_FILE, celeba.PARTITION_FILE) if not (root / name).exists()]
     if missing:
-        raise SourceError(f"{root}: not a CelebA folder: missing {', '.join(missing)} "
-                          "(and no list_attr_celeba.csv of the Kaggle layout)")
+        raise SourceError(
+            f"{root}: not a CelebA folder: missing {', '.join(missing)} "
+            "(and no list_attr_celeba.csv of the Kaggle layout)"
+        )
+    origins = {}
     for name in celeba.TEXT_FILES:
         if (root / name).exists():
             shutil.copyfile(root / name, out / name)
+            origins[name] = Origin(root / name)
     if (root / celeba.ZIP_FILE).exists():
         link_archive(root / celeba.ZIP_FILE, out)
+        origins[celeba.ZIP_FILE] = Origin(root / celeba.ZIP_FILE)
     elif (root / celeba.IMAGE_DIR).is_dir():
         pack_images(root / celeba.IMAGE_DIR, out, progress)
+        origins[celeba.ZIP_FILE] = Origin(root / celeba.IMAGE_DIR)
     else:
         raise SourceError(f"{root}: neither {celeba.IMAGE_DIR}/ nor {celeba.ZIP_FILE} is there")
+    return origins
 
 
-def _from_kaggle(root: Path, images: Path, out: Path, progress: bool) -> None:
+def _from_kaggle(root: Path, images: Path, out: Path, progress: bool) -> Origins:
     """The Kaggle layout: nested image folder and CSV labels; it has no identity file."""
     attrs = celeba.read_kaggle_csv(root / "list_attr_celeba.csv", ATTRIBUTES)
     bad = ~attrs.isin([-1, 1]).all(axis=1)
@@ -229,13 +261,26 @@ def _from_kaggle(root: Path, images: Path, out: Path, progress: bool) -> None:
     if (root / celeba.IDENTITY_FILE).exists():
         shutil.copyfile(root / celeba.IDENTITY_FILE, out / celeba.IDENTITY_FILE)
     pack_images(images, out, progress)
+    # A CSV has a header line where the text files have a count and a header (attributes,
+    # bbox, landmarks), or nothing (partition): its rows sit one line lower, or one higher.
+    origins = {
+        celeba.ATTR_FILE: Origin(root / "list_attr_celeba.csv", -1),
+        celeba.PARTITION_FILE: Origin(root / "list_eval_partition.csv", 1),
+        celeba.BBOX_FILE: Origin(root / "list_bbox_celeba.csv", -1),
+        celeba.LANDMARKS_FILE: Origin(root / "list_landmarks_align_celeba.csv", -1),
+        celeba.IDENTITY_FILE: Origin(root / celeba.IDENTITY_FILE),
+        celeba.ZIP_FILE: Origin(images),
+    }
+    return {name: origin for name, origin in origins.items() if (out / name).exists()}
 
 
-def from_synthetic(params: DataParams, out: Path, downloads: Path, workers: int, progress: bool) -> None:
+def from_synthetic(params: DataParams, out: Path, downloads: Path, workers: int, progress: bool) -> Origins:
     generator.generate(out, params.synthetic, workers=workers, progress=progress)
+    return {}
 
 
-SOURCES: dict[str, Callable[[DataParams, Path, Path, int, bool], None]] = {
+# Each source fills the layout and says where each file came from.
+SOURCES: dict[str, Callable[[DataParams, Path, Path, int, bool], Origins]] = {
     "synthetic": from_synthetic,
     "local": from_local,
     "url": from_url,
@@ -262,8 +307,10 @@ def verify_layout(folder: Path) -> dict:
         raise SourceError(str(err)) from None
     missing = [name for name in labels.index if name not in present]
     if missing:
-        raise SourceError(f"{images.path}: {len(missing)} of {len(labels)} images listed in "
-                          f"{celeba.ATTR_FILE} are missing, e.g. {', '.join(missing[:5])}")
+        raise SourceError(
+            f"{images.path}: {len(missing)} of {len(labels)} images listed in "
+            f"{celeba.ATTR_FILE} are missing, e.g. {', '.join(missing[:5])}"
+        )
     return {
         "images": len(labels),
         "partitions": {celeba.PARTITION_NAMES[k]: int(v) for k, v in partition.value_counts().sort_index().items()},
@@ -276,11 +323,35 @@ def _same_files(path: Path, found: pd.Index, expected: pd.Index) -> None:
     if len(found) != len(expected) or not found.equals(expected):
         extra = found.difference(expected)
         lost = expected.difference(found)
-        raise FormatError(path, None, f"lists other files than {celeba.ATTR_FILE}: "
-                          f"{len(lost)} missing (e.g. {list(lost[:3])}), {len(extra)} extra (e.g. {list(extra[:3])})")
+        raise FormatError(
+            path,
+            None,
+            f"lists other files than {celeba.ATTR_FILE}: "
+            f"{len(lost)} missing (e.g. {list(lost[:3])}), {len(extra)} extra (e.g. {list(extra[:3])})",
+        )
 
 
 def fetch(params: DataParams, out: Path, downloads: Path, workers: int = 0, progress: bool = True) -> dict:
-    """Fill ``out`` (an empty folder) from the configured source and verify it."""
-    SOURCES[params.source](params, out, downloads, workers, progress)
-    return verify_layout(out)
+    """Fill ``out`` (an empty folder) from the configured source and verify it.
+
+    An error in a file the source copied or converted names the file the user gave
+    (with its own line number), not the temporary copy that is gone after the failure.
+    """
+    origins = SOURCES[params.source](params, out, downloads, workers, progress)
+    try:
+        return verify_layout(out)
+    except FormatError as err:
+        origin = origins.get(err.path.name) if err.path.parent == out else None
+        if origin is None:
+            raise
+        line = None if err.line is None else err.line + origin.line_offset
+        raise FormatError(origin.path, line, err.message) from None
+    except (SourceError, archive.ArchiveError) as err:
+        raise type(err)(_with_origins(str(err), out, origins)) from None
+
+
+def _with_origins(message: str, out: Path, origins: Origins) -> str:
+    """``message`` with every path into ``out`` replaced by the file it came from."""
+    for name, origin in origins.items():
+        message = message.replace(str(out / name), str(origin.path))
+    return message

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from faceattrs.data.celeba import ATTRIBUTES, PARTITION_NAMES
 from faceattrs.core.errors import InputError, choose
+from faceattrs.data.celeba import ATTRIBUTES, PARTITION_NAMES
 
 SPLITS = ("train", "val", "test")
 # Attributes whose combinations define the strata of a random split: sex and age
@@ -38,8 +38,10 @@ def random_stratified(manifest: pd.DataFrame, ratios, seed: int) -> pd.Series:
 
 def by_identity(manifest: pd.DataFrame, ratios, seed: int) -> pd.Series:
     if (manifest["identity"] < 0).any():
-        raise InputError("split.method is 'identity' but this dataset has no identity file "
-                         "(the Kaggle layout has none); use 'official' or 'random'")
+        raise InputError(
+            "split.method is 'identity' but this dataset has no identity file "
+            "(the Kaggle layout has none); use 'official' or 'random'"
+        )
     rng = np.random.default_rng(seed)
     sizes = manifest.groupby("identity").size()
     ids = sizes.index.to_numpy()[rng.permutation(len(sizes))]
@@ -62,8 +64,9 @@ def assign(manifest: pd.DataFrame, method: str, ratios, seed: int) -> pd.Series:
 
 def positive_rates(manifest: pd.DataFrame, split: pd.Series) -> pd.DataFrame:
     """Share of positive labels: one row per attribute, one column per split (NaN for an empty split)."""
-    return pd.DataFrame({name: manifest.loc[split == name, list(ATTRIBUTES)].mean() for name in SPLITS},
-                        index=list(ATTRIBUTES)).rename_axis("attribute")
+    return pd.DataFrame(
+        {name: manifest.loc[split == name, list(ATTRIBUTES)].mean() for name in SPLITS}, index=list(ATTRIBUTES)
+    ).rename_axis("attribute")
 
 
 def rate_shift(rates: pd.DataFrame) -> pd.Series:
@@ -76,13 +79,16 @@ def summary(manifest: pd.DataFrame, split: pd.Series) -> dict:
     out = {"sizes": {}, "identities": {}}
     for name in SPLITS:
         members = manifest[split == name]
-        out["sizes"][name] = int(len(members))
+        out["sizes"][name] = len(members)
         out["identities"][name] = int(members["identity"].nunique())
     rates = positive_rates(manifest, split)
-    out["positive_rate"] = {name: {a: None if pd.isna(v) else round(float(v), 4) for a, v in rates[name].items()}
-                            for name in SPLITS}
+    out["positive_rate"] = {
+        name: {a: None if pd.isna(v) else round(float(v), 4) for a, v in rates[name].items()} for name in SPLITS
+    }
     ids = {name: set(manifest.loc[split == name, "identity"]) - {-1} for name in SPLITS}
-    out["identities_shared"] = {f"{a}-{b}": len(ids[a] & ids[b]) for a, b in (("train", "val"), ("train", "test"), ("val", "test"))}
+    out["identities_shared"] = {
+        f"{a}-{b}": len(ids[a] & ids[b]) for a, b in (("train", "val"), ("train", "test"), ("val", "test"))
+    }
     # The shift of the rates as reported (rounded), so the two tables agree to the digit.
     shift = rate_shift(pd.DataFrame(out["positive_rate"]).astype(float)).sort_values(ascending=False)
     out["max_rate_shift"] = {a: round(float(v), 4) for a, v in shift.head(5).items()}
@@ -104,13 +110,15 @@ def crossing_groups(groups: pd.DataFrame, split: pd.Series, published: pd.Series
     rows = []
     for gid, members in frame.groupby("group"):
         if members["split"].nunique() > 1:
-            rows.append({
-                "group": int(gid),
-                "kind": members["kind"].iloc[0],
-                "splits": "/".join(sorted(set(members["split"]), key=SPLITS.index)),
-                "leaks_now": bool(members.loc[members["assigned"], "split"].nunique() > 1),
-                "members": " ".join(f"{i}:{s}" for i, s in zip(members["image_id"], members["split"])),
-            })
+            rows.append(
+                {
+                    "group": int(gid),
+                    "kind": members["kind"].iloc[0],
+                    "splits": "/".join(sorted(set(members["split"]), key=SPLITS.index)),
+                    "leaks_now": bool(members.loc[members["assigned"], "split"].nunique() > 1),
+                    "members": " ".join(f"{i}:{s}" for i, s in zip(members["image_id"], members["split"], strict=True)),
+                }
+            )
     return pd.DataFrame(rows, columns=["group", "kind", "splits", "leaks_now", "members"])
 
 
@@ -121,6 +129,6 @@ def metrics(summary: dict, crossing: pd.DataFrame) -> dict:
         "identities": summary["identities"],
         "identities_shared": summary["identities_shared"],
         "max_rate_shift": summary["max_rate_shift"],
-        "duplicate_groups_across_splits": int(len(crossing)),
+        "duplicate_groups_across_splits": len(crossing),
         "duplicate_groups_leaking": int(crossing["leaks_now"].sum()) if len(crossing) else 0,
     }

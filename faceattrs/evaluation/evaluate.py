@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from faceattrs.cleaning import label_errors
 from faceattrs.core.errors import InputError
 from faceattrs.core.params import EvaluateParams
 from faceattrs.evaluation import metrics
@@ -35,7 +36,7 @@ def split_logits(
 
 
 def evaluate(model_file: Path, shard_dir: Path, params: EvaluateParams, truth: dict | None = None) -> dict:
-    predictor = Predictor(model_file, "cuda" if torch.cuda.is_available() else "cpu")
+    predictor = Predictor(model_file, "cuda" if torch.cuda.is_available() else "cpu", tta=params.tta)
     target = Targets(predictor.targets, predictor.expression)
     results: dict = {"targets": list(predictor.targets)}
     logits, labels, frames = {}, {}, {}
@@ -59,6 +60,10 @@ def evaluate(model_file: Path, shard_dir: Path, params: EvaluateParams, truth: d
             for k, name in enumerate(predictor.targets)
             if name in params.curves_for or len(predictor.targets) == 1
         }
+        # Labels the model's out-of-sample probabilities call likely wrong (it never trained on val or test).
+        flags = label_errors.confident_learning(labels[split], 1 / (1 + np.exp(-logits[split])))
+        measures["flags"] = flags
+        measures["accuracy_unflagged"] = metrics.accuracy_where(logits[split] > thresholds, labels[split], ~flags)
         results[split] = measures
     predicted = logits["test"] > thresholds
     results["confusion"] = {
@@ -71,10 +76,30 @@ def evaluate(model_file: Path, shard_dir: Path, params: EvaluateParams, truth: d
         for k, name in enumerate(predictor.targets)
         if name in results["test"]["curves"]
     }
+    results["label_issues"] = pd.concat(
+        [
+            label_errors.flagged_table(
+                results[split]["flags"],
+                labels[split],
+                1 / (1 + np.exp(-logits[split])),
+                frames[split].index,
+                predictor.targets,
+            ).assign(split=split)
+            for split in ("val", "test")
+        ],
+        ignore_index=True,
+    )
     if truth is not None:
-        clean = clean_labels(truth).loc[frames["test"].index]
+        clean = target.labels(clean_labels(truth).loc[frames["test"].index])
         # A perfect predictor of the clean labels scores this against the noisy published ones.
-        results["noise_ceiling"] = (target.labels(clean) == labels["test"]).mean(axis=0)
+        results["noise_ceiling"] = (clean == labels["test"]).mean(axis=0)
+        results["accuracy_clean_labels"] = ((logits["test"] > thresholds) == clean).mean(axis=0)
+        flags = results["test"]["flags"]
+        baseline = label_errors.confident_disagreement(labels["test"], 1 / (1 + np.exp(-logits["test"])))
+        results["label_issue_scores"] = {
+            "confident_learning": label_errors.score(flags, labels["test"], clean, predictor.targets),
+            "confident_disagreement": label_errors.score(baseline, labels["test"], clean, predictor.targets),
+        }
         drawn = set(truth["drawn_attributes"])
         results["drawn"] = np.array(
             [
@@ -96,11 +121,19 @@ def metrics_json(results: dict) -> dict:
             "gender_fair_score": round(float(np.nanmean(r["fair_score"])), 5),
             "mean_balanced_accuracy": round(float(np.mean(r["balanced_accuracy"])), 5),
             "mean_f1": round(float(np.mean(r["f1"])), 5),
+            # Against the labels confident learning does not flag as likely wrong.
+            "mean_accuracy_unflagged": round(float(np.mean(r["accuracy_unflagged"])), 5),
+            "flagged_labels": int(r["flags"].sum()),
         }
         if "drawn" in results:
             out[split]["mean_accuracy_drawn"] = round(float(np.mean(r["accuracy"][results["drawn"]])), 5)
     if "noise_ceiling" in results:
-        out["test"]["noise_ceiling_drawn"] = round(float(np.mean(results["noise_ceiling"][results["drawn"]])), 5)
+        drawn = results["drawn"]
+        out["test"]["noise_ceiling_drawn"] = round(float(np.mean(results["noise_ceiling"][drawn])), 5)
+        # Against the labels before the planted noise: what the model really learned.
+        out["test"]["clean_labels_accuracy_drawn"] = round(float(np.mean(results["accuracy_clean_labels"][drawn])), 5)
+        for name, found in results["label_issue_scores"].items():
+            out["test"][f"label_issues_{name}"] = {k: found[k] for k in ("flagged", "wrong", "precision", "recall")}
     accuracy = zip(results["targets"], results["test"]["accuracy"], strict=True)
     out["test_accuracy"] = {n: round(float(a), 5) for n, a in accuracy}
     return out

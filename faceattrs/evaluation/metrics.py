@@ -83,3 +83,9 @@ def curves(scores: np.ndarray, labels: np.ndarray) -> dict:
         "pr": list(zip(recall[keep_pr].round(4), precision[keep_pr].round(4), strict=True)),
         "auc": float(roc_auc_score(labels, scores)),
     }
+
+
+def accuracy_where(predicted: np.ndarray, labels: np.ndarray, counted: np.ndarray) -> np.ndarray:
+    """Per target, the accuracy over the labels ``counted`` marks (for instance, those not flagged as errors)."""
+    hits = ((predicted == labels.astype(bool)) & counted).sum(0)
+    return hits / np.maximum(counted.sum(0), 1)

@@ -21,8 +21,9 @@ from faceattrs.training import augment, models
 
 
 class Predictor:
-    def __init__(self, model_file: Path | str, device: str = "cpu"):
+    def __init__(self, model_file: Path | str, device: str = "cpu", tta: str = "none"):
         self.path = Path(model_file)
+        self.tta = tta
         ckpt = models.load_checkpoint(self.path)
         if "targets" not in ckpt or "model_params" not in ckpt:
             raise InputError(
@@ -52,9 +53,12 @@ class Predictor:
 
     @torch.no_grad()
     def logits(self, images: torch.Tensor) -> np.ndarray:
-        """Logits for a uint8 NCHW batch at the shard size."""
+        """Logits for a uint8 NCHW batch at the shard size; with ``tta="flip"`` averaged with the mirror image's."""
         x = augment.prepare(images.to(self.device), self.augment, self.mean, self.std, None, False, self.input_size)
-        return self.model(x).float().cpu().numpy()
+        out = self.model(x).float()
+        if self.tta == "flip":  # faces are near-symmetric, and the model trained on mirrored ones
+            out = (out + self.model(torch.flip(x, dims=[3])).float()) / 2
+        return out.cpu().numpy()
 
     def load_photo(self, path: Path) -> torch.Tensor:
         """A photo as the shards hold it: cropped, resized and encoded as in preprocess, then decoded."""

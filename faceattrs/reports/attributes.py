@@ -46,8 +46,13 @@ def frequency_chart(rates: pd.DataFrame, path: Path) -> None:
     y = np.arange(len(rates))
     height = 0.8 / len(rates.columns)
     for k, split in enumerate(rates.columns):
-        ax.barh(y + (k - (len(rates.columns) - 1) / 2) * height, rates[split], height,
-                color=COLORS.get(split), label=f"{split}")
+        ax.barh(
+            y + (k - (len(rates.columns) - 1) / 2) * height,
+            rates[split],
+            height,
+            color=COLORS.get(split),
+            label=f"{split}",
+        )
     ax.set_yticks(y, rates.index, fontsize=7)
     ax.invert_yaxis()
     ax.set_xlim(0, 1)

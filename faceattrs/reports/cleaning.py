@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from faceattrs.cleaning import rules
 from faceattrs.cleaning.clean import Cleaning
 from faceattrs.core import atomic
 from faceattrs.data.archive import ImageArchive
@@ -20,6 +21,7 @@ def write_report(result: Cleaning, images: ImageArchive, folder: Path, sample_gr
     folder.mkdir(parents=True, exist_ok=True)
     s = result.summary
     dup = s["duplicate_groups"]
+    near = s["near_candidates"]
     lines = [
         "# Cleaning report",
         "",
@@ -32,14 +34,36 @@ def write_report(result: Cleaning, images: ImageArchive, folder: Path, sample_gr
         "",
         "![dropped images](dropped.png)",
         "",
+        "## Near-duplicate candidates",
+        "",
+        f"The perceptual hashes proposed {near['proposed']} pairs within `dedupe.max_distance` bits; registered and "
+        f"compared in colour, {near['same_photo']} are the same photo and {near['different_photos']} are different "
+        "photos that look alike, kept apart. The closest of those, with their largest smoothed difference (peak, "
+        "grey levels) and its ratio to the pair's typical difference:",
+        "",
+        "![look-alikes kept apart](lookalikes.png)",
+        "",
+        "## Pictures with no face",
+        "",
+        _no_face_text(result),
+        "",
+        "![pictures with no face](no_face.png)",
+        "",
+        "## Label contradictions",
+        "",
+        "Labels no face can have together (`faceattrs/cleaning/rules.py`), among the kept images; all of them are "
+        "in data/clean/contradictions.csv.",
+        "",
+        markdown_table(
+            ["rule", "images", "expression", "why"],
+            [(name, s["label_contradictions"][name], f"`{expr}`", why) for name, expr, why in rules.rule_table()],
+        ),
         "## Unreadable images",
         "",
         markdown_table(["problem", "images"], list(s["unreadable_by_problem"].items())),
-        "## Label contradictions inside duplicate groups",
+        "## Attributes on which duplicate groups disagree",
         "",
-        markdown_table(
-            ["attribute", "groups"], sorted(s["contradictions_by_attribute"].items(), key=lambda kv: -kv[1])
-        ),
+        markdown_table(["attribute", "groups"], sorted(s["conflicts_by_attribute"].items(), key=lambda kv: -kv[1])),
         "## Dropped images",
         "",
         markdown_table(["image", "reason", "group"], result.dropped.head(LISTED).itertuples(index=False)),
@@ -55,15 +79,52 @@ def write_report(result: Cleaning, images: ImageArchive, folder: Path, sample_gr
     atomic.write_text(folder / "report.md", "\n".join(lines))
     contact_sheet(_group_rows(result, images, sample_groups), folder / "groups.png")
     contact_sheet(_dropped_rows(result, images), folder / "dropped.png")
+    contact_sheet(_lookalike_rows(result, images), folder / "lookalikes.png")
+    contact_sheet(_no_face_rows(result, images), folder / "no_face.png")
+
+
+def _no_face_text(result: Cleaning) -> str:
+    nf = result.summary["no_face"]
+    if nf["policy"] == "off":
+        return "Not looked for (`dedupe.no_face_policy: off`)."
+    return (
+        f"dlib's HOG face detector (`faceattrs/faces/detect.py`, the one prediction uses) scored {nf['checked']} "
+        f"readable images; {nf['found']} score under `dedupe.min_face_score` ({nf['min_face_score']}) and are "
+        f"{'dropped' if nf['policy'] == 'drop' else 'listed only'} (`dedupe.no_face_policy: {nf['policy']}`). "
+        "Below, the lowest scores: what was flagged, then the faces kept with least margin."
+    )
+
+
+def _no_face_rows(result: Cleaning, images: ImageArchive, shown: int = 8) -> list:
+    """The flagged images, lowest score first, and the kept images closest to the threshold."""
+    if result.faces.empty:
+        return []
+    limit = result.summary["no_face"]["min_face_score"]
+    flagged = result.faces[result.faces < limit].sort_values()
+    closest = result.faces[result.faces >= limit].sort_values().head(shown)
+    rows = []
+    for k in range(0, min(len(flagged), 3 * shown), shown):
+        chunk = flagged.iloc[k : k + shown]
+        rows.append(
+            (
+                f"no face found {k + 1}-{k + len(chunk)} of {len(flagged)}",
+                [(images.read(n), f"{n}\nscore {v:.2f}") for n, v in chunk.items()],
+            )
+        )
+    rows.append(
+        (
+            f"kept with the lowest face scores (threshold {limit})",
+            [(images.read(n), f"{n}\nscore {v:.2f}") for n, v in closest.items()],
+        )
+    )
+    return rows
 
 
 def _group_rows(result: Cleaning, images: ImageArchive, sample_groups: int) -> list:
     rng = np.random.default_rng(0)
     group_ids = result.groups["group"].unique()
     shown = (
-        np.sort(rng.choice(group_ids, size=min(sample_groups, len(group_ids)), replace=False))
-        if len(group_ids)
-        else []
+        np.sort(rng.choice(group_ids, size=min(sample_groups, len(group_ids)), replace=False)) if len(group_ids) else []
     )
     rows = []
     for gid in shown:
@@ -79,6 +140,21 @@ def _group_rows(result: Cleaning, images: ImageArchive, sample_groups: int) -> l
                 ],
             )
         )
+    return rows
+
+
+def _lookalike_rows(result: Cleaning, images: ImageArchive, shown: int = 12, per_row: int = 4) -> list:
+    """The hash-near pairs judged different photos, the closest first: where the check had least room."""
+    pairs = result.candidates[~result.candidates["same_photo"].astype(bool)].nsmallest(shown, "ratio")
+    rows = []
+    for k in range(0, len(pairs), per_row):
+        cells = []
+        for p in pairs.iloc[k : k + per_row].itertuples():
+            cells += [
+                (images.read(p.image_a), f"{p.image_a}\npeak {p.peak:.0f}"),
+                (images.read(p.image_b), f"{p.image_b}\nratio {p.ratio:.1f}"),
+            ]
+        rows.append((f"different photos that look alike {k + 1}-{k + len(cells) // 2} of {len(pairs)} shown", cells))
     return rows
 
 

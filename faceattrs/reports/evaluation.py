@@ -7,11 +7,14 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
+from faceattrs.cleaning import label_errors
 from faceattrs.core import atomic
 from faceattrs.core.params import EvaluateParams
 from faceattrs.evaluation.evaluate import metrics_json, per_attribute_table
 from faceattrs.reports.markdown import markdown_table
-from faceattrs.reports.pictures import save_figure
+from faceattrs.reports.pictures import contact_sheet, save_figure
+from faceattrs.training.loader import ShardDataset
+from faceattrs.training.targets import Targets
 
 
 def bar_chart(table: pd.DataFrame, path: Path) -> None:
@@ -36,7 +39,40 @@ def curve_rows(results: dict, kind: str, x: str, y: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["attribute", x, y])
 
 
-def write_reports(results: dict, params: EvaluateParams, out: Path) -> dict:
+SCORE_COLUMNS = ["finder", "attribute", "flagged", "wrong", "precision", "recall"]
+
+
+def label_issue_scores(results: dict) -> pd.DataFrame:
+    """Per attribute, precision and recall of each way of flagging labels against the planted noise."""
+    rows = []
+    for finder, found in results["label_issue_scores"].items():
+        for attribute, s in found["per_attribute"].items():
+            rows.append({"finder": finder, "attribute": attribute, **s})
+    return pd.DataFrame(rows)
+
+
+def flagged_sheet(results: dict, shard_dir: Path, path: Path, shown: int = 24, per_row: int = 8) -> None:
+    """The flagged labels the model is surest of, each image with its given and suggested label."""
+    issues = results["label_issues"]
+    issues = issues.reindex(issues["probability"].sub(0.5).abs().sort_values(ascending=False).index).head(shown)
+    images = {}
+    for split in ("val", "test"):
+        names = set(issues.loc[issues["split"] == split, "image_id"])
+        if names:
+            data = ShardDataset(shard_dir, split, Targets(results["targets"]))
+            images.update({name: data.images[k].as_py() for k, name in enumerate(data.ids) if name in names})
+    rows = []
+    for k in range(0, len(issues), per_row):
+        chunk = issues.iloc[k : k + per_row]
+        cells = [
+            (images.get(r.image_id), f"{r.attribute[:16]}\n{r.given}->{r.suggested} p={r.probability:.2f}")
+            for r in chunk.itertuples()
+        ]
+        rows.append((f"labels flagged as likely wrong, {k + 1}-{k + len(chunk)} (given -> suggested)", cells))
+    contact_sheet(rows, path)
+
+
+def write_reports(results: dict, params: EvaluateParams, out: Path, shard_dir: Path) -> dict:
     """Every file of the evaluate stage in ``out``; returns the metrics written to metrics.json."""
     table = per_attribute_table(results)
     summary = metrics_json(results)
@@ -52,14 +88,23 @@ def write_reports(results: dict, params: EvaluateParams, out: Path) -> dict:
         for name, rows in results["confusion"].items():
             rows.to_csv(tmp / f"{name}.csv", index=False)
     atomic.write_json(
-        out / "thresholds.json", {n: round(float(t), 6) for n, t in zip(results["targets"], results["thresholds"])}
+        out / "thresholds.json",
+        {n: round(float(t), 6) for n, t in zip(results["targets"], results["thresholds"], strict=True)},
     )
     bar_chart(table, out / "accuracy.png")
-    atomic.write_text(out / "report.md", markdown_report(summary, table, params))
+    atomic.write_text(out / "label_issues.csv", results["label_issues"].to_csv(index=False))
+    flagged_sheet(results, shard_dir, out / "label_issues.png")
+    scores = label_issue_scores(results) if "label_issue_scores" in results else None
+    # Written on every dataset (only a header where no truth is known), so DVC finds every output.
+    atomic.write_text(
+        out / "label_issue_scores.csv",
+        (scores if scores is not None else pd.DataFrame(columns=SCORE_COLUMNS)).to_csv(index=False),
+    )
+    atomic.write_text(out / "report.md", markdown_report(summary, table, params, scores))
     return summary
 
 
-def markdown_report(summary: dict, table: pd.DataFrame, params: EvaluateParams) -> str:
+def markdown_report(summary: dict, table: pd.DataFrame, params: EvaluateParams, scores: pd.DataFrame | None) -> str:
     t = summary["test"]
     lines = [
         "# Evaluation report",
@@ -74,6 +119,33 @@ def markdown_report(summary: dict, table: pd.DataFrame, params: EvaluateParams) 
             f"label noise allows at most {t['noise_ceiling_drawn']:.4f}."
         )
     lines += [
+        "",
+        "## Labels that look wrong",
+        "",
+        f"Confident learning (cleanlab) on the model's out-of-sample probabilities flags {t['flagged_labels']} "
+        f"test labels and {summary['val']['flagged_labels']} val labels as likely wrong (all of them in "
+        f"[label_issues.csv](label_issues.csv)). Test mean accuracy over the labels it does not flag: "
+        f"{t['mean_accuracy_unflagged']:.4f}.",
+        "",
+        "![flagged labels](label_issues.png)",
+    ]
+    if scores is not None:
+        overall = {name: t[f"label_issues_{name}"] for name in scores["finder"].unique()}
+        lines += [
+            "",
+            "Against the labels the synthetic generator flipped (test split): confident learning beside the simple "
+            f"baseline (a label the model contradicts with probability {label_errors.BASELINE_CONFIDENCE} or more); "
+            f"per attribute in [label_issue_scores.csv](label_issue_scores.csv). Against the labels before the noise, "
+            f"the model scores {t['clean_labels_accuracy_drawn']:.4f} on the drawn attributes.",
+            "",
+            markdown_table(
+                ["finder", "flagged", "wrong labels", "precision", "recall"],
+                [(n, s["flagged"], s["wrong"], s["precision"], s["recall"]) for n, s in overall.items()],
+            ),
+        ]
+    lines += [
+        "",
+        "## Per attribute",
         "",
         "![per-attribute accuracy](accuracy.png)",
         "",

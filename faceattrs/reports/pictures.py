@@ -22,8 +22,9 @@ def save_figure(fig: Figure, path: Path) -> None:
         fig.savefig(tmp, format="png")
 
 
-def contact_sheet(rows: Sequence[tuple[str, Sequence[tuple[bytes | None, str]]]], path: Path,
-                  thumb: tuple[int, int] = (89, 109)) -> None:
+def contact_sheet(
+    rows: Sequence[tuple[str, Sequence[tuple[bytes | None, str]]]], path: Path, thumb: tuple[int, int] = (89, 109)
+) -> None:
     """A PNG with one row per entry: a title, then thumbnails each captioned below.
 
     Images that cannot be decoded are drawn as a grey box, so a sheet of dropped

@@ -264,11 +264,13 @@ def ears(d, f: Face, rng) -> None:
 def head(d, f: Face, rng) -> None:
     """The head (a square jaw for men, an ellipse otherwise), a double chin, and the lines of age."""
     cx, cy, a, b = f.cx, f.cy, f.a, f.b
-    box = [cx - a, cy - b, cx + a, cy + b]
-    if f.on["Male"]:
-        d.rounded_rectangle(box, radius=a * 0.75, fill=f.skin)
-    else:
-        d.ellipse(box, fill=f.skin)
+    # A darker rim inside the outline: the edge of the face is shaded, as in a lit photo.
+    for inset, colour in ((0, _mix(f.skin, (40, 25, 20), 0.25)), (4, f.skin)):
+        box = [cx - a + inset, cy - b + inset, cx + a - inset, cy + b - inset]
+        if f.on["Male"]:
+            d.rounded_rectangle(box, radius=a * 0.75 - inset, fill=colour)
+        else:
+            d.ellipse(box, fill=colour)
     if f.on["Double_Chin"]:
         d.arc([cx - a * 0.5, cy + b - 12, cx + a * 0.5, cy + b + 6], 10, 170, fill=f.shade, width=2)
     if not f.on["Young"]:  # forehead lines, and folds beside the mouth that bangs cannot hide
@@ -284,7 +286,7 @@ def head(d, f: Face, rng) -> None:
 def facial_hair(d, f: Face, rng) -> None:
     """Stubble, beard, sideburns and goatee, before the mouth so the lips stay on top."""
     cx, cy, a, b = f.cx, f.cy, f.a, f.b
-    beard = _mix(f.hair, (90, 90, 90), 0.4)
+    beard = _mix(_mix(f.hair, (90, 90, 90), 0.4), f.skin, 0.5)  # skin shows through: the jaw and cheeks stay lit
     if f.on["5_o_Clock_Shadow"]:
         pts = rng.uniform(-1, 1, size=(260, 2))
         for px, py in pts:
@@ -292,7 +294,7 @@ def facial_hair(d, f: Face, rng) -> None:
             d.point((x, y), fill=(70, 70, 70))
             d.point((x + 1, y), fill=(70, 70, 70))
     if not f.on["No_Beard"]:
-        d.chord([cx - a, cy - b * 0.2, cx + a, cy + b + 4], 5, 175, fill=beard)
+        d.chord([cx - a, cy - b * 0.05, cx + a, cy + b + 4], 5, 175, fill=beard)
     if f.on["Sideburns"]:
         for side in (-1, 1):
             x0 = cx + side * (a - 4)
@@ -306,7 +308,7 @@ def mouth(d, f: Face, rng) -> None:
     """Lips (big, painted), an open mouth with teeth when smiling, the smile's arc, and a mustache."""
     cx, mouth_y, half = f.cx, f.mouth_y, f.mouth_half
     lip_w = 8 if f.on["Big_Lips"] else 3
-    lips = (205, 20, 60) if f.on["Wearing_Lipstick"] else _mix(f.skin, (150, 60, 60), 0.45)
+    lips = (205, 20, 60) if f.on["Wearing_Lipstick"] else _mix(f.skin, (110, 40, 45), 0.6)
     if f.on["Mouth_Slightly_Open"]:
         d.ellipse([cx - half * 0.7, mouth_y - 4, cx + half * 0.7, mouth_y + 7], fill=(60, 10, 15))
         if f.on["Smiling"]:
@@ -333,9 +335,10 @@ def mouth(d, f: Face, rng) -> None:
 
 @part
 def nose(d, f: Face, rng) -> None:
-    """A nose: wide with nostrils when big, a pointed wedge when pointy."""
+    """A nose on a lit bridge that runs up between the eyes: wide with nostrils when big, a wedge when pointy."""
     cx, nose_y = f.cx, f.nose_y
     nose_top = f.cy - f.b * 0.05
+    d.line([cx, f.eyes[0][1] - 12, cx, nose_top + 14], fill=_mix(f.skin, (255, 255, 255), 0.4), width=12)
     nose_w = 15 if f.on["Big_Nose"] else 6
     if f.on["Big_Nose"]:
         for side in (-1, 1):  # wide nostrils
@@ -364,27 +367,35 @@ def cheeks(d, f: Face, rng) -> None:
 
 @part
 def eyes(d, f: Face, rng) -> None:
-    """Eyes (narrow or open), eye makeup, bags under the eyes, and eyebrows (bushy, arched)."""
+    """Eyes in shaded sockets (narrow or open), eye makeup, bags under the eyes, and eyebrows (bushy, arched).
+
+    The sockets, darker than the cheeks and the nose bridge, make the face one that
+    OpenCV's frontal-face cascades find, as they find a lit face in a photo.
+    """
     for ex, eye_y in f.eyes:
-        h = 2.2 if f.on["Narrow_Eyes"] else 5.0
+        h = 1.9 if f.on["Narrow_Eyes"] else 4.3
+        for (rx, top, bottom), t in (((16, 14, 5), 0.3), ((13, 11, 3), 0.6)):
+            d.ellipse([ex - rx, eye_y - top, ex + rx, eye_y + bottom], fill=_mix(f.skin, (40, 25, 20), t))
         if f.on["Heavy_Makeup"]:
             d.ellipse([ex - 11, eye_y - 10, ex + 11, eye_y + 1], fill=(120, 60, 140))
         if f.on["Bags_Under_Eyes"]:
             d.chord([ex - 10, eye_y - 2, ex + 10, eye_y + 12], 10, 170, fill=_mix(f.skin, (70, 40, 60), 0.55))
         d.ellipse(
-            [ex - 9, eye_y - h, ex + 9, eye_y + h],
-            fill=(245, 245, 245),
+            [ex - 7, eye_y - h, ex + 7, eye_y + h],
+            fill=(215, 215, 215),
             outline=(10, 10, 10) if f.on["Heavy_Makeup"] else None,
             width=2,
         )
         r = min(3.5, h)
         d.ellipse([ex - r, eye_y - r, ex + r, eye_y + r], fill=f.look.eye_colour)
-        brow_w = 6 if f.on["Bushy_Eyebrows"] else 2
+        brow_w = 6 if f.on["Bushy_Eyebrows"] else 3
         brow = f.hair_dark if f.top_hair else (60, 50, 45)
         if f.on["Arched_Eyebrows"]:
             d.arc([ex - 11, eye_y - 24, ex + 11, eye_y - 4], 195, 345, fill=brow, width=brow_w)
         else:
             d.line([ex - 11, eye_y - 11, ex + 11, eye_y - 11], fill=brow, width=brow_w)
+    nose_top = f.cy - f.b * 0.05
+    d.line([f.cx, f.eyes[0][1] - 12, f.cx, nose_top], fill=_mix(f.skin, (255, 255, 255), 0.4), width=6)
 
 
 @part
@@ -415,7 +426,7 @@ def top_hair(d, f: Face, rng) -> None:
         pts = [(cx - a * 0.85, hairline - 4), (cx + a * 0.85, hairline - 4)]
         for k in range(8, -1, -1):
             x = cx - a * 0.8 + k * a * 0.2
-            pts.append((x, cy - b * 0.28 + (4 if k % 2 else 0)))
+            pts.append((x, cy - b * 0.36 + (4 if k % 2 else 0)))
         d.polygon(pts, fill=f.hair)
 
 
@@ -425,9 +436,10 @@ def hat(d, f: Face, rng) -> None:
     if not f.on["Wearing_Hat"]:
         return
     colour = (40, 40, 90) if f.look.shirt[2] < 128 else (120, 30, 30)
-    brim_y = f.cy - f.b * 0.62
+    # High on the head: a brim over the brows hides what face detectors look for first.
+    brim_y = f.cy - f.b * 0.78
     d.rectangle([f.cx - f.a - 2, brim_y - 40, f.cx + f.a + 2, brim_y], fill=colour)
-    d.rectangle([f.cx - f.a - 20, brim_y - 5, f.cx + f.a + 20, brim_y + 5], fill=_mix(colour, (0, 0, 0), 0.3))
+    d.rectangle([f.cx - f.a - 16, brim_y - 4, f.cx + f.a + 16, brim_y + 4], fill=_mix(colour, (0, 0, 0), 0.3))
 
 
 @part
@@ -448,18 +460,24 @@ def glasses(d, f: Face, rng) -> None:
 
 
 def draw_face(attrs: dict[str, int], look: Look, rng: np.random.Generator) -> tuple[Image.Image, np.ndarray]:
-    """Draw one face, part by part; returns the image and its 5 landmarks (10 ints, aligned coordinates)."""
-    img = _background(rng)
-    face = layout(attrs, look, rng)
+    """Draw one face, part by part; returns the image and its 5 landmarks (10 ints, aligned coordinates).
+
+    Background, layout, parts and pose with lighting each draw from their own stream of
+    ``rng``: the same ``rng`` with another face, or one attribute changed, gives a
+    look-alike in the same scene, pose and light.
+    """
+    scene, placement, parts, pose = rng.spawn(4)
+    img = _background(scene)
+    face = layout(attrs, look, placement)
     layer = Image.new("RGBA", img.size, (0, 0, 0, 0))
     d = ImageDraw.Draw(layer)
     for draw_part in PARTS.values():
-        draw_part(d, face, rng)
+        draw_part(d, face, parts)
     # Pose: a small in-plane rotation of everything drawn about the face centre.
-    angle = rng.uniform(-9, 9)
+    angle = pose.uniform(-9, 9)
     layer = layer.rotate(angle, resample=Image.BILINEAR, center=(face.cx, face.cy))
     img.paste(layer, (0, 0), layer)
-    img = _finish(img, rng, blurry=face.on["Blurry"])
+    img = _finish(img, pose, blurry=face.on["Blurry"])
     theta = math.radians(-angle)  # PIL rotates counter-clockwise in image coordinates
     landmarks = []
     for x, y in face.landmarks():

@@ -29,6 +29,8 @@ from faceattrs.synthetic.truth import TRUTH_FILE
 # Official partition sizes, as fractions of 202,599.
 PARTITION_FRACTIONS = (162_770 / 202_599, 19_867 / 202_599)
 UNREADABLE_KINDS = ("truncated", "empty", "not_jpeg")
+# What a same-identity look-alike changes: one small thing in the same scene, pose and light.
+LOOKALIKE_CHANGES = ("Eyeglasses", "Smiling", "Wearing_Earrings", "Wearing_Hat")
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,35 @@ def _unreadable_bytes(kind: str, data: bytes) -> bytes:
     return b"<html><body>Google Drive - Quota exceeded</body></html>\n"
 
 
+def _plant_lookalikes(rng, taken, count: int, flawed: set, partition, identity_index, clean: pd.DataFrame) -> list:
+    """(source, image, change) triples: each image is drawn in its source's scene, pose and light.
+
+    Half are the source's identity with one small thing changed (glasses, smile,
+    earrings, hat), so the image joins the source's identity and labels; the other
+    half are another identity in the same layout.
+    """
+    planted = []
+    pool = iter(rng.permutation(len(partition)).tolist())
+    used = set(flawed)
+    for k in range(count):
+        dst = next(int(i) for i in taken if int(i) not in used)
+        used.add(dst)
+        # The source: an image the other flaws leave alone, in the image's partition when it
+        # must share the identity (CelebA shares no identity between partitions).
+        src = next(i for i in pool if i not in used and (k % 2 or partition[i] == partition[dst]))
+        used.add(src)
+        if k % 2:
+            planted.append((src, dst, "identity"))
+            continue
+        change = str(rng.choice(LOOKALIKE_CHANGES))
+        identity_index[dst] = identity_index[src]
+        row = clean.iloc[src].copy()
+        row[change] = 1 - row[change]
+        clean.iloc[dst] = row
+        planted.append((src, dst, change))
+    return planted
+
+
 def generate(out: Path | str, params: SyntheticParams, workers: int = 0, progress: bool = True) -> dict:
     """Write a synthetic CelebA folder at ``out``; returns the ground truth also saved in it."""
     out = Path(out)
@@ -121,6 +152,10 @@ def generate(out: Path | str, params: SyntheticParams, workers: int = 0, progres
     no_face, unreadable = pick(counts["no_face"]), pick(counts["unreadable"])
     exact_pairs = list(zip(exact_src, rng.permutation(exact_dst).tolist(), strict=True))
     near_pairs = list(zip(near_src, rng.permutation(near_dst).tolist(), strict=True))
+    flawed = set(exact_src + exact_dst + near_src + near_dst + no_face + unreadable)
+    lookalikes = _plant_lookalikes(
+        rng, taken, round(n * params.lookalike_rate), flawed, partition, identity_index, clean
+    )
 
     # A copied photo shows the same face: its clean labels are its source's.
     for src, dst in exact_pairs + near_pairs:
@@ -149,13 +184,14 @@ def generate(out: Path | str, params: SyntheticParams, workers: int = 0, progres
 
     no_face_set = set(no_face)
     copies = {dst for _, dst in exact_pairs + near_pairs}
+    scene_of = {dst: src for src, dst, _ in lookalikes}
     # A generator: 202,599 jobs held at once would cost more memory than the images.
     jobs = (
         _Job(
             i,
             clean.iloc[i].to_dict(),
             None if i in no_face_set else looks[identity_index[i]],
-            (params.seed, 2, i),
+            (params.seed, 2, scene_of.get(i, i)),
             params.jpeg_quality,
         )
         for i in range(n)
@@ -212,7 +248,7 @@ def generate(out: Path | str, params: SyntheticParams, workers: int = 0, progres
     truth = {
         "seed": params.seed,
         "num_images": n,
-        "counts": {**counts, "label_contradictions": len(contradictions)},
+        "counts": {**counts, "lookalike": len(lookalikes), "label_contradictions": len(contradictions)},
         "drawn_attributes": list(DRAWN),
         "noise_rate": {a: params.noise_rate(a) for a in ATTRIBUTES},
         "flipped_labels": int(noise_mask.sum()),
@@ -220,6 +256,8 @@ def generate(out: Path | str, params: SyntheticParams, workers: int = 0, progres
         "near_duplicates": [[names[s], names[d], near_kinds[names[d]]] for s, d in near_pairs],
         "label_contradictions": contradictions,
         "no_face": [names[i] for i in no_face],
+        # Different photos that look alike: a duplicate check must keep both.
+        "lookalikes": [[names[s], names[d], change] for s, d, change in lookalikes],
         "unreadable": unreadable_kinds,
         "clean_labels": {name: "".join(map(str, row)) for name, row in zip(names, clean.to_numpy(), strict=True)},
     }

@@ -27,6 +27,7 @@ AUGMENTATIONS = {
     "noise": {"noise_std": 0.05},
     "erasing": {"erasing": 0.5},
     "mixup": {"mixup_alpha": 0.2},
+    "mixup_on_loss": {"mixup_alpha": 0.2, "mixup_on": "loss"},
 }
 
 
@@ -154,10 +155,12 @@ def prepare(
     return x
 
 
-def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float, gen: torch.Generator | None):
-    """MixUp: pairs by a random permutation, images and labels mixed by lambda ~ Beta(alpha, alpha)."""
-    if alpha <= 0:
-        return x, y
+def mixup(x: torch.Tensor, alpha: float, gen: torch.Generator | None) -> tuple[torch.Tensor, float, torch.Tensor]:
+    """MixUp's images: pairs by a random permutation mixed by lambda ~ Beta(alpha, alpha).
+
+    Returns the mixed batch, lambda and the permutation; the caller mixes the labels
+    (``mix_labels``) or the losses of the two label sets.
+    """
     beta = torch.distributions.Beta(torch.tensor(alpha), torch.tensor(alpha))
     # Beta has no generator argument: draw it from a seed the generator provides, to stay reproducible.
     seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen, device=x.device).item())
@@ -165,4 +168,8 @@ def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float, gen: torch.Generator |
         torch.manual_seed(seed)
         lam = float(beta.sample())
     perm = torch.randperm(x.shape[0], generator=gen, device=x.device)
-    return lam * x + (1 - lam) * x[perm], lam * y.float() + (1 - lam) * y.float()[perm]
+    return lam * x + (1 - lam) * x[perm], lam, perm
+
+
+def mix_labels(y: torch.Tensor, lam: float, perm: torch.Tensor) -> torch.Tensor:
+    return lam * y + (1 - lam) * y[perm]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
@@ -30,7 +31,13 @@ class ShardDataset(Dataset):
     """
 
     def __init__(
-        self, shard_dir: Path, split: str, targets: Targets, paths: list[Path] | None = None, encoded: bool = False
+        self,
+        shard_dir: Path,
+        split: str,
+        targets: Targets,
+        paths: list[Path] | None = None,
+        encoded: bool = False,
+        labels: pd.DataFrame | None = None,
     ):
         paths = paths or shards.shard_paths(shard_dir, split)
         if not paths:
@@ -42,6 +49,9 @@ class ShardDataset(Dataset):
         frame = table.drop(["image"]).to_pandas()
         self.ids = frame["image_id"].tolist()
         self.frame = frame.set_index("image_id")
+        if labels is not None:  # the labels stage's: some flipped, some left out (-1)
+            self.frame.update(labels.reindex(self.frame.index).dropna(how="all"))
+            self.frame[labels.columns] = self.frame[labels.columns].astype(np.int8)
         self.targets = torch.from_numpy(targets.labels(self.frame).copy())
         self.encoded = encoded and self.spec.format == "jpeg"
 

@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from faceattrs.core.atomic import atomic_file
@@ -57,12 +59,16 @@ def train_params(params: Params) -> dict:
     return {k: dumped[k] for k in TRAIN_SECTIONS}
 
 
-def fingerprint(params: Params, shard_dir: Path) -> str:
-    """What a checkpoint must have been made with to be resumed: the train params, the shards and the code."""
+def fingerprint(params: Params, shard_dir: Path, labels_file: Path | None = None) -> str:
+    """What a checkpoint must have been made with to be resumed: the train params, the data and the code."""
     sections = train_params(params)
     manifest = (shard_dir / "manifest.json").read_bytes() if (shard_dir / "manifest.json").exists() else b""
+    labels = labels_file.read_bytes() if labels_file is not None else b""
     return hashlib.sha256(
-        json.dumps(sections, sort_keys=True).encode() + hashlib.sha256(manifest).digest() + code_digest().encode()
+        json.dumps(sections, sort_keys=True).encode()
+        + hashlib.sha256(manifest).digest()
+        + hashlib.sha256(labels).digest()
+        + code_digest().encode()
     ).hexdigest()
 
 
@@ -77,6 +83,8 @@ class Context:
     mean: torch.Tensor
     std: torch.Tensor
     generator: torch.Generator | None = None
+    # An exponential moving average of the weights, updated after every step; what is validated and saved.
+    ema: AveragedModel | None = None
 
     @property
     def autocast(self):
@@ -92,14 +100,24 @@ def model_step(ctx: Context, images: torch.Tensor, labels: torch.Tensor, train: 
     x = augment.prepare(
         images, ctx.params.augment, ctx.mean, ctx.std, ctx.generator, train, ctx.params.model.input_size
     )
-    target = labels.float()
-    if train and ctx.params.augment.mixup_alpha > 0:
-        x, target = augment.mixup(x, labels, ctx.params.augment.mixup_alpha, ctx.generator)
+    # -1 marks a label the labels stage left out (labels.policy drop): no loss, no accuracy.
+    known = labels >= 0
+    target = labels.clamp(min=0).float()
+    mixing = train and ctx.params.augment.mixup_alpha > 0
+    if mixing:
+        x, lam, perm = augment.mixup(x, ctx.params.augment.mixup_alpha, ctx.generator)
     if ctx.device.type == "cuda":
         x = x.contiguous(memory_format=torch.channels_last)
     with ctx.autocast:
-        logits = ctx.model(x)
-    return ctx.loss(logits.float(), target), logits.float()
+        logits = ctx.model(x).float()
+    if not mixing:
+        return ctx.loss(logits, target, None if known.all() else known), logits
+    if ctx.params.augment.mixup_on == "loss":
+        # The losses of both label sets, mixed: under focal loss this differs from mixing the labels.
+        loss = lam * ctx.loss(logits, target, known) + (1 - lam) * ctx.loss(logits, target[perm], known[perm])
+        return loss, logits
+    both = known & known[perm]
+    return ctx.loss(logits, augment.mix_labels(target, lam, perm), None if both.all() else both), logits
 
 
 def run_epoch(
@@ -116,7 +134,7 @@ def run_epoch(
     """One pass; trains when an optimizer is given. Returns loss, per-target and mean accuracy over all ranks."""
     train = optimizer is not None
     ctx.model.train(train)
-    total_loss, count, correct = 0.0, 0, None
+    total_loss, count, correct, labelled = 0.0, 0, None, None
     bar = tqdm(data, desc=desc, unit="batch", leave=False, disable=not progress)
     # Ranks may hold one batch more or less; DDP's join lets the short ones wait without hanging.
     joined = ctx.model.join() if train and isinstance(ctx.model, DDP) else contextlib.nullcontext()
@@ -135,8 +153,12 @@ def run_epoch(
                 loss.backward()
                 optimizer.step()
                 schedule.after_batch()
-            hits = ((logits > 0).cpu() == labels.bool()).sum(dim=0)
+                if ctx.ema is not None:
+                    ctx.ema.update_parameters(_plain_model(ctx.model))
+            known = labels >= 0
+            hits = (((logits > 0).cpu() == labels.bool()) & known).sum(dim=0)
             correct = hits if correct is None else correct + hits
+            labelled = known.sum(dim=0) if labelled is None else labelled + known.sum(dim=0)
             total_loss += loss.item() * len(labels)
             count += len(labels)
             if seen is not None:
@@ -144,10 +166,12 @@ def run_epoch(
             bar.set_postfix(loss=f"{total_loss / count:.4f}")
     if world.distributed:
         if correct is None:  # this rank got no batch; it still takes part in the sum
-            correct = torch.zeros(len(ctx.loss.pos_weight), dtype=torch.long)
-        sums, hit_sums = distributed.reduce_sum(world, torch.tensor([total_loss, float(count)]), correct)
-        total_loss, count, correct = float(sums[0]), int(sums[1]), hit_sums
-    accuracy = (correct.double() / max(count, 1)).numpy() if correct is not None else np.zeros(0)
+            correct = labelled = torch.zeros(len(ctx.loss.pos_weight), dtype=torch.long)
+        sums, correct, labelled = distributed.reduce_sum(
+            world, torch.tensor([total_loss, float(count)]), correct, labelled
+        )
+        total_loss, count = float(sums[0]), int(sums[1])
+    accuracy = (correct.double() / labelled.clamp(min=1)).numpy() if correct is not None else np.zeros(0)
     return {
         "loss": total_loss / max(count, 1),
         "mean_accuracy": float(accuracy.mean()) if accuracy.size else 0.0,
@@ -155,7 +179,19 @@ def run_epoch(
     }
 
 
-def _seed_epoch(seed: int, epoch: int, device: torch.device) -> torch.Generator:
+@torch.no_grad()
+def predict(ctx: Context, data) -> np.ndarray:
+    """Logits of every batch of ``data``, in order, from the model validation would score."""
+    scoring = _evaluating(ctx)
+    scoring.model.eval()
+    out = [np.zeros((0, len(ctx.loss.pos_weight)), dtype=np.float32)]
+    for images, labels, _ in data:
+        _, logits = model_step(scoring, images, labels, train=False)
+        out.append(logits.cpu().numpy())
+    return np.concatenate(out)
+
+
+def seed_epoch(seed: int, epoch: int, device: torch.device) -> torch.Generator:
     torch.manual_seed(seed * 1000 + epoch)
     np.random.seed((seed * 1000 + epoch) % 2**32)
     return torch.Generator(device=device).manual_seed(seed * 1000 + epoch)
@@ -168,11 +204,25 @@ def build(params: Params, positive_rates: np.ndarray, device: torch.device, n_ou
     mean, std = models.normalization(model)
     loss = AttributeLoss(params.loss, torch.as_tensor(positive_rates)).to(device)
     ctx = Context(model, loss, params, device, torch.tensor(mean, device=device), torch.tensor(std, device=device))
+    if params.train.ema:
+        # Buffers too: BatchNorm's running statistics must match the averaged weights.
+        ctx.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(params.train.ema), use_buffers=True)
     return ctx
 
 
-def train(params: Params, shard_dir: Path, out_dir: Path, live_dir: Path, progress: bool = True) -> dict:
-    """Train, resuming from ``out_dir/last.pt`` when it was made with the same params, shards and code."""
+def train(
+    params: Params,
+    shard_dir: Path,
+    out_dir: Path,
+    live_dir: Path,
+    progress: bool = True,
+    labels_file: Path | None = None,
+) -> dict:
+    """Train, resuming from ``out_dir/last.pt`` when it was made with the same params, data and code.
+
+    ``labels_file`` (the labels stage's table) replaces the training split's labels: some
+    flipped, some left out of the loss (-1), as ``labels.policy`` decided.
+    """
     from dvclive import Live
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -183,7 +233,8 @@ def train(params: Params, shard_dir: Path, out_dir: Path, live_dir: Path, progre
     progress = progress and world.main
     tp = params.train
     target = targets_mod.from_params(params.target.attributes, params.target.expression)
-    train_set = ShardDataset(shard_dir, "train", target, encoded=tp.decode_on == "device")
+    seen = pd.read_parquet(labels_file) if labels_file is not None else None
+    train_set = ShardDataset(shard_dir, "train", target, encoded=tp.decode_on == "device", labels=seen)
     val_set = ShardDataset(shard_dir, "val", target, encoded=tp.decode_on == "device")
     rates = target.positive_rates(train_set.frame)
     torch.manual_seed(tp.seed)  # the initial weights are part of what the seed fixes
@@ -194,7 +245,7 @@ def train(params: Params, shard_dir: Path, out_dir: Path, live_dir: Path, progre
         steps = min(steps, tp.limit_batches)
     schedule = optim.build_schedule(optimizer, params.schedule, steps, tp.epochs, params.optimizer.lr)
     sign = models.signature(params.model, target.names)
-    key = fingerprint(params, shard_dir)
+    key = fingerprint(params, shard_dir, labels_file)
 
     state = {"epoch": 0, "best": -1.0, "best_epoch": -1, "stale": 0}
     last = out_dir / "last.pt"
@@ -203,6 +254,8 @@ def train(params: Params, shard_dir: Path, out_dir: Path, live_dir: Path, progre
         ckpt = models.load_checkpoint(last)
         if ckpt.get("fingerprint") == key:
             ctx.model.load_state_dict(ckpt["state_dict"])
+            if ctx.ema is not None:
+                ctx.ema.load_state_dict(ckpt["ema"])
             optimizer.load_state_dict(ckpt["optimizer"])
             schedule.load_state_dict(ckpt["schedule"])
             state = ckpt["state"]
@@ -223,7 +276,7 @@ def train(params: Params, shard_dir: Path, out_dir: Path, live_dir: Path, progre
     with live_log or contextlib.nullcontext() as live:
         for epoch in range(state["epoch"], tp.epochs):
             start = time.perf_counter()
-            ctx.generator = _seed_epoch(tp.seed, epoch, device)
+            ctx.generator = seed_epoch(tp.seed, epoch, device)
             train_data = loader(
                 train_set,
                 tp.batch_size,
@@ -261,7 +314,7 @@ def train(params: Params, shard_dir: Path, out_dir: Path, live_dir: Path, progre
                 sampler=RankSampler(len(val_set), tp.seed, epoch, world, shuffle=False),
             )
             val = run_epoch(
-                _evaluating(ctx, world), val_data, desc="val", progress=progress, limit=tp.limit_batches, world=world
+                _evaluating(ctx), val_data, desc="val", progress=progress, limit=tp.limit_batches, world=world
             )
             schedule.after_epoch(val["mean_accuracy"])
             elapsed = time.perf_counter() - start
@@ -282,7 +335,7 @@ def train(params: Params, shard_dir: Path, out_dir: Path, live_dir: Path, progre
                     ("epoch_time_s", elapsed),
                 ):
                     live.log_metric(name, value)
-                weights = _plain_model(ctx.model).state_dict()
+                weights = _evaluated(ctx).state_dict()
                 if improved:
                     _save(
                         out_dir / "best.pt",
@@ -298,7 +351,8 @@ def train(params: Params, shard_dir: Path, out_dir: Path, live_dir: Path, progre
                     {
                         "fingerprint": key,
                         "signature": sign,
-                        "state_dict": weights,
+                        "state_dict": _plain_model(ctx.model).state_dict(),
+                        "ema": ctx.ema.state_dict() if ctx.ema is not None else None,
                         "optimizer": optimizer.state_dict(),
                         "schedule": schedule.state_dict(),
                         "state": state,
@@ -354,10 +408,15 @@ def _plain_model(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if isinstance(model, DDP) else model
 
 
-def _evaluating(ctx: Context, world: World) -> Context:
-    # Evaluation through DDP's wrapper would sync buffers on every forward, and hang
-    # when ranks hold different numbers of batches; the bare model needs no collective.
-    return dataclasses.replace(ctx, model=_plain_model(ctx.model)) if world.distributed else ctx
+def _evaluated(ctx: Context) -> torch.nn.Module:
+    """The model validation scores and checkpoints keep: the weight average when there is one."""
+    return ctx.ema.module if ctx.ema is not None else _plain_model(ctx.model)
+
+
+def _evaluating(ctx: Context) -> Context:
+    # The bare model: through DDP's wrapper evaluation would sync buffers on every forward,
+    # and hang when ranks hold different numbers of batches.
+    return dataclasses.replace(ctx, model=_evaluated(ctx))
 
 
 def _save(path: Path, payload: dict) -> None:

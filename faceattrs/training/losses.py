@@ -1,7 +1,8 @@
 """The loss registry: BCE, focal and MSE on +-1 targets, each with optional frequency weighting and label smoothing.
 
 Every loss takes logits (or scores, for MSE) and 0/1 targets of shape (batch, targets);
-soft targets from MixUp are accepted too. A positive prediction is a logit above 0
+soft targets from MixUp are accepted too, and a mask of known labels (the labels stage
+may leave some out). A positive prediction is a logit above 0
 for all of them, which is MSE's threshold on its +-1 scale.
 """
 
@@ -69,7 +70,8 @@ class AttributeLoss(nn.Module):
         self.register_buffer("pos_weight", pos)
         self.register_buffer("neg_weight", neg)
 
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor, known: torch.Tensor | None = None) -> torch.Tensor:
+        """The mean loss over batch and targets; with ``known``, over the known labels only."""
         targets = targets.float()
         if self.params.label_smoothing:
             targets = targets * (1 - self.params.label_smoothing) + self.params.label_smoothing / 2
@@ -77,4 +79,6 @@ class AttributeLoss(nn.Module):
         loss = self.fn(logits.float(), targets, self.params, alpha)
         if self.params.weighting == "frequency":
             loss = loss * (self.pos_weight * targets + self.neg_weight * (1 - targets))
-        return loss.mean()
+        if known is None:
+            return loss.mean()
+        return (loss * known).sum() / known.sum().clamp(min=1)

@@ -1,0 +1,1 @@
+"""Faces in pictures: finding them with detectors that ship inside installed packages."""

@@ -1,0 +1,70 @@
+"""The labels stage's report: how many training labels look wrong, how well that is found, and what training sees."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from faceattrs.cleaning.training_labels import LabelSearch
+from faceattrs.core import atomic
+from faceattrs.reports.evaluation import SCORE_COLUMNS
+from faceattrs.reports.markdown import markdown_table
+from faceattrs.reports.pictures import contact_sheet
+from faceattrs.training.loader import ShardDataset
+from faceattrs.training.targets import Targets
+
+
+def write_report(result: LabelSearch, shard_dir: Path, folder: Path, shown: int = 24, per_row: int = 8) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    s = result.summary
+    lines = ["# Training labels", ""]
+    if s["method"] == "none":
+        lines += [
+            "`labels.method: none`: the training split is not searched (out-of-fold models take minutes); "
+            "the evaluate stage flags likely wrong val and test labels. "
+            "`dvc exp run -S labels.method=kfold` searches the training split too.",
+        ]
+    else:
+        lines += [
+            f"{s['flagged_labels']} of {s['images'] * 40} training labels ({s['images_with_a_flag']} images) look "
+            f"wrong to confident learning on out-of-fold probabilities (`labels.method: kfold`). With "
+            f"`labels.policy: {s['policy']}` training sees {s['labels_changed']} labels changed. All flagged "
+            "labels are in data/labels/flagged.parquet.",
+            "",
+            "![flagged training labels](flagged.png)",
+        ]
+    if "against_planted_noise" in s:
+        lines += [
+            "",
+            "## Against the planted label noise (synthetic data)",
+            "",
+            markdown_table(
+                ["finder", "flagged", "wrong labels", "precision", "recall"],
+                [
+                    (n, v["flagged"], v["wrong"], v["precision"], v["recall"])
+                    for n, v in s["against_planted_noise"].items()
+                ],
+            ),
+            "Per attribute in [scores.csv](scores.csv).",
+        ]
+    atomic.write_text(folder / "report.md", "\n".join(lines) + "\n")
+    # Written on every dataset (only a header where no truth is known), so DVC finds every output.
+    scores = result.scores if result.scores is not None else pd.DataFrame(columns=SCORE_COLUMNS)
+    atomic.write_text(folder / "scores.csv", scores.to_csv(index=False))
+    flagged = result.flagged.reindex(result.flagged["probability"].sub(0.5).abs().sort_values(ascending=False).index)
+    flagged = flagged.head(shown)
+    names = set(flagged["image_id"])
+    images = {}
+    if names:
+        data = ShardDataset(shard_dir, "train", Targets(("Male",)))
+        images = {name: data.images[k].as_py() for k, name in enumerate(data.ids) if name in names}
+    rows = []
+    for k in range(0, len(flagged), per_row):
+        chunk = flagged.iloc[k : k + per_row]
+        cells = [
+            (images.get(r.image_id), f"{r.attribute[:16]}\n{r.given}->{r.suggested} p={r.probability:.2f}")
+            for r in chunk.itertuples()
+        ]
+        rows.append((f"training labels flagged as likely wrong, {k + 1}-{k + len(chunk)} (given -> suggested)", cells))
+    contact_sheet(rows, folder / "flagged.png")

@@ -1,0 +1,43 @@
+"""DVC stage labels: flag likely wrong training labels (confident learning, out-of-fold) and apply labels.policy.
+
+python -m stages.labels --shards data/shards --raw data/raw --out data/labels --reports reports/labels
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from faceattrs.cleaning.training_labels import search
+from faceattrs.core import atomic, stage
+from faceattrs.core.provenance import provenance
+from faceattrs.reports.labels import write_report
+from faceattrs.synthetic.truth import truth_if_synthetic
+
+SECTIONS = ("labels", "model", "loss", "augment", "optimizer", "schedule", "train")
+
+
+def main() -> None:
+    p = stage.parser(__doc__)
+    p.add_argument("--shards", type=Path, required=True)
+    p.add_argument("--raw", type=Path, required=True, help="the raw folder, for the synthetic ground truth if any")
+    p.add_argument("--out", type=Path, required=True, help="folder for the labels training sees and the flags")
+    p.add_argument("--reports", type=Path, required=True)
+    args = p.parse_args()
+    params = stage.params_of(args)
+    result = search(params, args.shards, truth_if_synthetic(args.raw), stage.show_progress(args))
+    with atomic.atomic_dir(args.out) as tmp:
+        result.seen.to_parquet(tmp / "labels.parquet")
+        result.flagged.to_parquet(tmp / "flagged.parquet", index=False)
+    write_report(result, args.shards, args.reports)
+    atomic.write_json(args.reports / "summary.json", result.summary)
+    dumped = params.model_dump(mode="json")
+    atomic.write_json(args.reports / "run.json", provenance({k: dumped[k] for k in SECTIONS}))
+    s = result.summary
+    print(
+        f"labels ({s['method']}, policy {s['policy']}): {s['flagged_labels']} training labels flagged, "
+        f"{s['labels_changed']} changed for training"
+    )
+
+
+if __name__ == "__main__":
+    stage.run(main, "labels")
