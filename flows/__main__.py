@@ -1,6 +1,7 @@
 """Command line for the flows: start this project's Prefect server, run the pipeline or a sweep, serve them.
 
-python -m flows server                         # Prefect UI at http://127.0.0.1:4200
+python -m flows server [--host ADDRESS]        # Prefect UI at http://127.0.0.1:4200
+python -m flows worker --pool NAME [--api-url http://HOST:4200/api]
 python -m flows pipeline [-S loss.gamma=3 ...] [--name NAME]
 python -m flows sweep -g "loss.gamma=[0,1,2,3]" -g "augment.mixup_alpha=[0,0.2]"
 python -m flows serve                          # both flows as deployments, run from the UI
@@ -36,32 +37,69 @@ def _use_project_server(port: int) -> None:
         os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
+def _worker(args: argparse.Namespace) -> int:
+    """Run `prefect worker start` with PREFECT_API_URL pointing at the server the flows use."""
+    import subprocess
+
+    url = args.api_url or os.environ.get("PREFECT_API_URL") or server.api_url(args.port)
+    if not server.healthy(url):
+        print(
+            f"error: no Prefect server answers at {url}; start one with `python -m flows server --host ADDRESS` "
+            "and pass --api-url http://ADDRESS:4200/api",
+            file=sys.stderr,
+        )
+        return 1
+    env = {**os.environ, "PREFECT_API_URL": url, "DO_NOT_TRACK": "1"}
+    print(f"worker of pool {args.pool!r} against {url}; Ctrl-C stops it", flush=True)
+    try:
+        return subprocess.call(server.worker_command(args.pool, args.limit), env=env, cwd=PROJECT)
+    except KeyboardInterrupt:
+        return 130
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m flows", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--port", type=int, default=server.DEFAULT_PORT, help="the project's Prefect server port")
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("server", help="run the Prefect server on 127.0.0.1 until interrupted")
+    srv = sub.add_parser("server", help="run the Prefect server until interrupted")
+    srv.add_argument(
+        "--host",
+        default=server.LOCAL,
+        help="address to bind (default 127.0.0.1; 0.0.0.0 for every address). The server has no "
+        "authentication: only on a private network or behind an authenticating proxy",
+    )
+    wrk = sub.add_parser("worker", help="run a worker of a process work pool against this project's server")
+    wrk.add_argument("--pool", required=True, help="work pool name (a process pool, created if missing)")
+    wrk.add_argument("--api-url", help="the server's API (default: PREFECT_API_URL, else this project's server)")
+    wrk.add_argument("--limit", type=int, default=None, help="flow runs at a time on this worker")
     run = sub.add_parser("pipeline", help="reproduce the pipeline, or run it as an experiment")
     run.add_argument("-S", "--set-param", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     run.add_argument("--name", help="experiment name (implies `dvc exp run`)")
     run.add_argument("--repo", default=str(PROJECT))
-    grid = sub.add_parser("sweep", help="run a grid of experiments, one after another")
+    grid = sub.add_parser("sweep", help="run a grid of experiments on DVC's queue")
     grid.add_argument("-g", "--grid", action="append", required=True, metavar="KEY=[V1,V2,...]")
     grid.add_argument("--prefix", help="experiment name prefix (default: the start time)")
+    grid.add_argument("-j", "--jobs", type=int, default=1, help="experiments DVC's queue runs at a time")
     grid.add_argument("--repo", default=str(PROJECT))
     sub.add_parser("serve", help="serve both flows as deployments of this process")
     args = p.parse_args(argv)
 
     if args.command == "server":
-        process = server.start(HOME, args.port)
-        print(f"Prefect server: http://127.0.0.1:{args.port} (PREFECT_HOME={HOME}); Ctrl-C stops it")
+        process = server.start(HOME, args.port, host=args.host)
+        print(
+            f"Prefect server: http://{server.advertised(args.host)}:{args.port} bound to {args.host} "
+            f"(PREFECT_HOME={HOME}); Ctrl-C stops it"
+        )
         try:
             process.wait()
         except KeyboardInterrupt:
             server.stop(process)
         return 0
+
+    if args.command == "worker":
+        return _worker(args)
 
     _use_project_server(args.port)
     from flows.pipeline import StageFailed, pipeline  # Prefect reads its settings on import
@@ -82,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             statuses = pipeline(repo=args.repo, overrides=args.overrides, experiment=args.name)
             print("\n".join(f"{stage}: {status}" for stage, status in statuses.items()))
         else:
-            table = sweep(grid=args.grid, repo=args.repo, prefix=args.prefix)
+            table = sweep(grid=args.grid, repo=args.repo, prefix=args.prefix, jobs=args.jobs)
             for row in table:
                 print(row)
     except StageFailed as err:

@@ -1,8 +1,10 @@
-"""One DVC command run in the background, its output split by stage as DVC announces each one.
+"""One DVC command run in the background, its output split by stage, each stage's outcome read from dvc.lock.
 
-Pure Python (no Prefect): the flows hand each stage's lines to its own task, and the
-tests check the splitting against real DVC output. The order of stages is DVC's own:
-``dvc repro --dry --force`` lists every stage in the order it would run them.
+Pure Python (no Prefect): the flows hand each stage's lines to its own task. The
+plan comes from DVC's own stage graph (``Repo.index.graph``, in the post-order DVC
+runs it), and whether a stage ran or was up to date from its entry in ``dvc.lock``
+before and after, never from DVC's console wording. The console is read only to
+route each line of live output to the task of the stage that printed it.
 """
 
 from __future__ import annotations
@@ -12,16 +14,15 @@ import queue
 import re
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# How DVC 3 announces a stage; the name is the first group.
-_STARTS = (
-    (re.compile(r"^Running stage '([^']+)'"), "ran"),
-    (re.compile(r"^Stage '([^']+)' didn't change, skipping"), "up to date"),
-    (re.compile(r"^Stage '([^']+)' is cached - skipping run"), "restored from the run cache"),
-)
+import yaml
+
+# Where DVC's output moves on to another stage; the name is the first group. Only routes lines.
+_ANNOUNCES = re.compile(r"^(?:Running stage|Stage) '([^']+)'")
 _DONE = object()
 
 
@@ -42,16 +43,32 @@ def dvc_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def planned_stages(repo: Path | str) -> list[str]:
-    """Every stage of the pipeline in the order DVC runs them."""
-    result = subprocess.run(
-        ["dvc", "repro", "--dry", "--force"], cwd=repo, env=dvc_env(), capture_output=True, text=True
-    )
-    if result.returncode != 0:
-        raise DvcError(f"dvc repro --dry in {repo} failed:\n{result.stdout}{result.stderr}")
-    stages = [m.group(1) for line in result.stdout.splitlines() if (m := _STARTS[0][0].match(line))]
+    """Every stage of the pipeline in the order DVC runs them: the post-order of its stage graph."""
+    import networkx as nx
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    try:
+        with Repo(os.fspath(repo)) as dvc:
+            stages = [stage.name for stage in nx.dfs_postorder_nodes(dvc.index.graph)]
+    except DvcException as err:
+        raise DvcError(f"{repo}: DVC cannot read the pipeline: {err}") from err
     if not stages:
         raise DvcError(f"{repo}: dvc.yaml defines no stages")
     return stages
+
+
+def lock_entries(repo: Path) -> dict[str, dict]:
+    """Each stage's entry in dvc.lock (empty when there is none yet)."""
+    path = Path(repo) / "dvc.lock"
+    for _ in range(5):
+        try:
+            return (yaml.safe_load(path.read_text()) or {}).get("stages", {})
+        except FileNotFoundError:
+            return {}
+        except yaml.YAMLError:  # caught mid-write; DVC rewrites it whole
+            time.sleep(0.2)
+    return (yaml.safe_load(path.read_text()) or {}).get("stages", {})
 
 
 @dataclass
@@ -74,6 +91,7 @@ class DvcRun:
         self.epilogue: list[str] = []  # what it says after the last
         self.returncode: int | None = None
         self._current: StageOutput | None = None
+        self._lock_before = lock_entries(self.repo)
         self._ended = threading.Event()
         self._process = subprocess.Popen(
             self.args,
@@ -90,16 +108,15 @@ class DvcRun:
     def _read(self) -> None:
         for raw in self._process.stdout:
             line = raw.rstrip("\n")
-            for pattern, status in _STARTS:
-                if (m := pattern.match(line)) and m.group(1) in self.stages:
-                    self._finish_current()
-                    self._current = self.stages[m.group(1)]
-                    self._current.status = status
-                    for early in self.preamble:
-                        self._current.lines.put(early)
-                    self.preamble = []
-                    self._current.started.set()
-                    break
+            m = _ANNOUNCES.match(line)
+            if m and m.group(1) in self.stages and self.stages[m.group(1)] is not self._current:
+                self._finish_current()
+                self._current = self.stages[m.group(1)]
+                self._current.status = "running"
+                for early in self.preamble:
+                    self._current.lines.put(early)
+                self.preamble = []
+                self._current.started.set()
             if self._current is None:
                 self.preamble.append(line)
             elif line.startswith("Use `dvc push`") or line.startswith("Ran experiment"):
@@ -120,9 +137,15 @@ class DvcRun:
         self._ended.set()
 
     def _finish_current(self) -> None:
-        if self._current is not None and not self._current.finished.is_set():
-            self._current.lines.put(_DONE)
-            self._current.finished.set()
+        current = self._current
+        if current is None or current.finished.is_set():
+            return
+        if current.status == "running":
+            # DVC writes a stage's lock entry before it starts the next stage or exits.
+            after = lock_entries(self.repo).get(current.name)
+            current.status = "up to date" if after == self._lock_before.get(current.name) else "ran"
+        current.lines.put(_DONE)
+        current.finished.set()
 
     def follow(self, stage: str, every: float = 5.0, tick: Callable[[], None] | None = None) -> Iterator[str]:
         """Lines of ``stage`` as DVC prints them, until it ends; ``tick`` is called every ``every`` seconds."""

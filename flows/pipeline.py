@@ -2,8 +2,8 @@
 
 DVC runs the pipeline in one process, exactly as typed by hand; the flow follows its
 output and gives each stage its own task, its own logs and its own state, in DVC's
-order. Caching is DVC's alone: a stage DVC finds up to date is a completed task that
-says so.
+order (from its stage graph). Caching is DVC's alone: a stage whose dvc.lock entry
+did not change is a completed task that says it was up to date.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
-"""The sweep flow: a grid of params overrides, each point a DVC experiment run by the pipeline flow, one after another.
+"""The sweep flow: a grid of params overrides, each point a DVC experiment on DVC's own queue.
 
-Points run in sequence (one GPU); a failed point is reported and the sweep goes on.
-The comparison table marks the best point by validation accuracy, so the test split
-is not used to choose.
+Every point is queued (`dvc exp run --queue -S ...`) and DVC's queue workers
+(`dvc queue start -j N`) run them in temporary folders, so the workspace and its
+params.yaml stay as they were. A failed point is reported and the others go on. The
+comparison ranks the points by validation accuracy, so the test split is not used
+to choose.
 """
 
 from __future__ import annotations
@@ -14,10 +16,14 @@ import time
 from pathlib import Path
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 
-from flows import results
-from flows.pipeline import pipeline
+from flows import queue
 
 
 def parse_grid(specs: list[str]) -> dict[str, list]:
@@ -49,49 +55,64 @@ def point_name(prefix: str, point: dict) -> str:
 
 
 def comparison(rows: list[dict]) -> list[dict]:
-    """Rows with the best finished point (highest val mean accuracy) marked."""
-    done = [r for r in rows if r["status"] == "completed"]
-    best = max(done, key=lambda r: r["val_mean_accuracy"]) if done else None
-    return [{"best": "★" if r is best else "", **r} for r in rows]
+    """Completed points best first (val mean accuracy), then the failed ones; the best marked."""
+    done = sorted((r for r in rows if r["status"] == "completed"), key=lambda r: -r["val_mean_accuracy"])
+    failed = [r for r in rows if r["status"] != "completed"]
+    return [{"best": "★" if i == 0 else "", **r} for i, r in enumerate(done)] + [{"best": "", **r} for r in failed]
 
 
 @flow(name="faceattrs-sweep", log_prints=True)
-def sweep(grid: list[str], repo: str = ".", prefix: str | None = None) -> list[dict]:
+def sweep(grid: list[str], repo: str = ".", prefix: str | None = None, jobs: int = 1) -> list[dict]:
     """Run every point of ``grid`` (``["loss.gamma=[0,1,2,3]", "augment.mixup_alpha=[0,0.2]"]``) as a DVC experiment.
 
     Experiments are named ``<prefix>-<values>``; the default prefix is the start time,
     so running the same grid again makes new experiments instead of clashing with old ones.
+    ``jobs`` experiments run at a time.
     """
     logger = get_run_logger()
     prefix = prefix or time.strftime("sweep%m%d-%H%M%S")
     root = Path(repo).resolve()
-    rows = []
-    for point in points(parse_grid(grid)):
-        name = point_name(prefix, point)
+    named = [(point_name(prefix, point), point) for point in points(parse_grid(grid))]
+    for name, point in named:
         overrides = [f"{key}={value}" for key, value in point.items()]
-        logger.info(f"point {name}: {' '.join(overrides)}")
-        state = pipeline.with_options(flow_run_name=name)(
-            repo=str(root), overrides=overrides, experiment=name, return_state=True
-        )
+        logger.info(f"queue {name}: {' '.join(overrides)}")
+        queue.enqueue(root, name, overrides)
+    queue.start(root, jobs)
+    progress = create_progress_artifact(0.0, key="sweep-progress", description="Points of the sweep finished")
+    last: dict[str, str] = {}
+
+    def tick(states: dict[str, dict]) -> None:
+        for name, row in states.items():
+            if last.get(name) != row["state"]:
+                logger.info(f"point {name}: {row['state']}")
+                last[name] = row["state"]
+        finished = sum(row["state"] not in queue.RUNNING for row in states.values())
+        update_progress_artifact(progress, 100.0 * finished / len(states))
+
+    final = queue.wait(root, [name for name, _ in named], every=3.0, tick=tick)
+    rows = []
+    for name, point in named:
+        state = final[name]
         row = {"experiment": name, **point}
-        if state.is_completed():
-            row.update(status="completed", **results.headline(root))
+        figures = queue.headline(state["metrics"]) if state["state"] == "success" else None
+        if figures:
+            row.update(status="completed", **figures)
         else:
-            row.update(status=f"failed: {state.message or state.name}"[:200])
-            logger.error(f"point {name} failed; going on with the next")
+            row.update(status=f"failed: {state['error'] or state['state']}"[:200])
+            logger.error(f"point {name} failed")
         rows.append(row)
     table = comparison(rows)
     create_table_artifact(
         table,
         key="sweep-comparison",
-        description="Each point of the grid as a DVC experiment; ★ = best validation mean accuracy",
+        description="Each point of the grid as a DVC experiment, best validation mean accuracy first (★)",
     )
     failed = [r["experiment"] for r in rows if r["status"] != "completed"]
     create_markdown_artifact(
         f"# Sweep over {', '.join(parse_grid(grid))}\n\n{len(rows) - len(failed)} of {len(rows)} points completed"
         + (f"; failed: {', '.join(failed)}" if failed else "")
         + ".\n\nCompare them with "
-        "`dvc exp show --only-changed` or `dvc plots diff " + " ".join(r["experiment"] for r in rows) + "`.\n",
+        "`dvc exp show --only-changed` or `dvc plots diff " + " ".join(name for name, _ in named) + "`.\n",
         key="sweep-summary",
     )
     return table

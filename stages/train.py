@@ -1,6 +1,7 @@
 """DVC stage train: fit the configured timm model on the training shards; resumes a killed run.
 
-Data-parallel under torchrun with train.processes > 1.
+Data-parallel under torchrun with train.processes > 1; on several machines (train.nodes > 1)
+every node runs this same command and rank 0 writes the outputs.
 
 python -m stages.train --shards data/shards --out data/models --live reports/train
 """
@@ -13,6 +14,7 @@ import sys
 from pathlib import Path
 
 from faceattrs.core import stage
+from faceattrs.training import distributed
 from faceattrs.training.loop import train
 
 
@@ -24,18 +26,10 @@ def main() -> None:
     p.add_argument("--labels", type=Path, help="the labels stage's table of the training labels to train on")
     args = p.parse_args()
     params = stage.params_of(args)
-    if params.train.processes > 1 and "LOCAL_RANK" not in os.environ:
+    t = params.train
+    launch = distributed.launch_command(t.processes, t.nodes, t.rendezvous, t.rendezvous_id, sys.argv[1:])
+    if launch and "LOCAL_RANK" not in os.environ:
         # Data-parallel: the same command again under torchrun, one process per GPU.
-        launch = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            f"--nproc_per_node={params.train.processes}",
-            "-m",
-            "stages.train",
-            *sys.argv[1:],
-        ]
         print("train: " + " ".join(launch[1:]), flush=True)
         sys.exit(subprocess.call(launch))
     result = train(params, args.shards, args.out, args.live, stage.show_progress(args), args.labels)

@@ -100,3 +100,34 @@ def tiny_params(**sections):
     for key, value in sections.items():
         base[key] = {**base.get(key, {}), **value}
     return parse_params(base)
+
+
+@pytest.fixture(scope="session")
+def reproduced_repo(tmp_path_factory) -> tuple[Path, str]:
+    """A scratch project after its first `dvc repro` and a commit, and what that repro printed.
+
+    Made once: tests copy it (``copy_repo``) instead of each reproducing the pipeline again.
+    """
+    import subprocess
+
+    from tests.test_stages import ENV, scratch_repo
+
+    repo = scratch_repo(tmp_path_factory.mktemp("reproduced"))
+    first = subprocess.run(["dvc", "repro"], cwd=repo, env=ENV, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stdout + first.stderr
+    subprocess.run(
+        ["git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A"], cwd=repo, check=True, capture_output=True
+    )
+    subprocess.run(
+        ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "baseline"],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+    )
+    return repo, first.stdout
+
+
+def copy_repo(template: Path, dest: Path) -> Path:
+    """A copy of a scratch project, its git history and DVC cache included."""
+    shutil.copytree(template, dest, symlinks=True)
+    return dest

@@ -30,11 +30,24 @@ def test_one_process_sees_a_fresh_permutation_each_epoch():
     assert first == list(RankSampler(50, seed=1, epoch=0, world=World()))  # a pure function of (seed, epoch)
 
 
-def test_two_gloo_ranks_under_torchrun(tiny_shards, tmp_path):
-    # train.processes: 2 makes the stage relaunch itself under torchrun, as `dvc repro` would run it.
-    params = tiny_params(train={"epochs": 2, "batch_size": 16, "processes": 2})
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json")))
-    env = {
+def _train_command(shards_dir, out, params_file) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "stages.train",
+        "--shards",
+        str(shards_dir),
+        "--out",
+        str(out / "models"),
+        "--live",
+        str(out / "live"),
+        "--params",
+        str(params_file),
+    ]
+
+
+def _env(tmp_path) -> dict[str, str]:
+    return {
         "FACEATTRS_TRACE_SAMPLES": str(tmp_path / "seen"),
         "FACEATTRS_PROGRESS": "0",
         "OMP_NUM_THREADS": "1",
@@ -42,26 +55,27 @@ def test_two_gloo_ranks_under_torchrun(tiny_shards, tmp_path):
         "HOME": str(tmp_path),
         "PYTHONPATH": str(REPO),
     }
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tiny_shards, tmp_path_factory):
+    """train.processes: 2 makes the stage relaunch itself under torchrun, as `dvc repro` would run it."""
+    tmp_path = tmp_path_factory.mktemp("two-ranks")
+    params = tiny_params(train={"epochs": 2, "batch_size": 16, "processes": 2})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json")))
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "stages.train",
-            "--shards",
-            str(tiny_shards),
-            "--out",
-            str(tmp_path / "models"),
-            "--live",
-            str(tmp_path / "live"),
-            "--params",
-            str(tmp_path / "params.yaml"),
-        ],
+        _train_command(tiny_shards, tmp_path, tmp_path / "params.yaml"),
         cwd=REPO,
-        env=env,
+        env=_env(tmp_path),
         capture_output=True,
         text=True,
         timeout=600,
     )
+    return tmp_path, result
+
+
+def test_two_gloo_ranks_under_torchrun(tiny_shards, two_ranks):
+    tmp_path, result = two_ranks
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "torch.distributed.run --standalone --nproc_per_node=2 -m stages.train" in result.stdout
 
@@ -80,3 +94,62 @@ def test_two_gloo_ranks_under_torchrun(tiny_shards, tmp_path):
     assert live["step"] == 1 and 0 < live["val"]["mean_accuracy"] <= 1
     assert len((tmp_path / "live/plots/metrics/val/mean_accuracy.tsv").read_text().strip().splitlines()) == 3
     assert torch.isfinite(torch.tensor(live["train"]["loss"]))
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_nodes_by_rendezvous_train_the_model_two_local_processes_train(tiny_shards, two_ranks, tmp_path):
+    # Two launchers, each one "node" of one process, meeting at a c10d rendezvous: the same stage
+    # command on both, as on two machines. The data, the ranks' shares and gloo's two-way
+    # all-reduce are the same as two processes on one node, so the weights must be identical.
+    reference, done = two_ranks
+    assert done.returncode == 0
+    params = tiny_params(train={"epochs": 2, "batch_size": 16, "nodes": 2, "rendezvous": f"127.0.0.1:{_free_port()}"})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json")))
+    nodes = []
+    for k in range(2):
+        (tmp_path / f"node{k}").mkdir()
+        nodes.append(
+            subprocess.Popen(
+                _train_command(tiny_shards, tmp_path / f"node{k}", tmp_path / "params.yaml"),
+                cwd=REPO,
+                env=_env(tmp_path / f"node{k}"),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+    outputs = [node.communicate(timeout=600)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], "\n".join(o[-3000:] for o in outputs)
+    assert all("--nnodes=2 --rdzv-backend=c10d" in o for o in outputs)
+    written = [k for k in range(2) if (tmp_path / f"node{k}/models/model.pt").exists()]
+    assert len(written) == 1, "rank 0 alone writes the model"
+    two_nodes = models.load_checkpoint(tmp_path / f"node{written[0]}/models/model.pt")
+    one_node = models.load_checkpoint(reference / "models" / "model.pt")
+    assert two_nodes["world_size"] == one_node["world_size"] == 2
+    for name, tensor in one_node["state_dict"].items():
+        assert torch.equal(two_nodes["state_dict"][name], tensor), name
+
+
+def test_launch_command_for_one_node_several_nodes_and_one_process():
+    from faceattrs.training.distributed import launch_command
+
+    assert launch_command(1, 1, None, "x", ["--a"]) is None
+    one = launch_command(4, 1, None, "x", ["--a"])
+    assert one[3:] == ["--standalone", "--nproc_per_node=4", "-m", "stages.train", "--a"]
+    many = launch_command(2, 3, "node0:29400", "job7", [])
+    assert many[3:7] == ["--nnodes=3", "--rdzv-backend=c10d", "--rdzv-endpoint=node0:29400", "--rdzv-id=job7"]
+    assert "--nproc_per_node=2" in many
+
+
+def test_several_nodes_need_a_rendezvous():
+    from faceattrs.core.params import ParamsError, parse_params
+
+    with pytest.raises(ParamsError, match=r"train\.rendezvous"):
+        parse_params({"train": {"nodes": 2}})

@@ -125,11 +125,16 @@ def test_sweep_grid_parsing_and_names():
             {"experiment": "c", "status": "completed", "val_mean_accuracy": 0.9},
         ]
     )
-    assert [r["best"] for r in table] == ["", "", "★"]
+    assert [(r["experiment"], r["best"]) for r in table] == [("c", "★"), ("a", ""), ("b", "")]
 
 
 def test_stage_order_is_dvcs_own(repo):
+    # Read from DVC's stage graph; checked here against the order `dvc repro --dry` prints.
+    import re
+
     stages = planned_stages(repo)
+    dry = subprocess.run(["dvc", "repro", "--dry", "--force"], cwd=repo, env=ENV, capture_output=True, text=True)
+    assert stages == re.findall(r"Running stage '([^']+)'", dry.stdout)
     assert stages[0] == "download" and set(stages) == {
         "download",
         "dedupe",
@@ -141,15 +146,13 @@ def test_stage_order_is_dvcs_own(repo):
         "predict",
         "report",
     }
-    assert stages.index("split") < stages.index("preprocess") < stages.index("train") < stages.index("evaluate")
-
-
-# ---------------------------------------------------------------- against the server
 
 
 def test_pipeline_flow_runs_every_stage_as_a_task(prefect, api, repo):
     result = _flows(prefect, "pipeline", "--repo", str(repo))
     assert result.returncode == 0, result.stdout + result.stderr
+    # Whether a stage ran comes from its dvc.lock entry, before and after.
+    assert all(f"{stage}: ran" in result.stdout for stage in planned_stages(repo)), result.stdout
     run = api.flow_runs("faceattrs-pipeline")[0]
     assert run.state.type.value == "COMPLETED"
     tasks = api.task_runs(run.id)
@@ -176,6 +179,7 @@ def test_pipeline_flow_runs_every_stage_as_a_task(prefect, api, repo):
 
     again = _flows(prefect, "pipeline", "--repo", str(repo))
     assert again.returncode == 0, again.stderr
+    assert "train: up to date" in again.stdout
     rerun = api.flow_runs("faceattrs-pipeline")[0]
     assert rerun.id != run.id and rerun.state.type.value == "COMPLETED"
     for task in api.task_runs(rerun.id):
@@ -208,29 +212,30 @@ def test_a_failing_stage_fails_its_task_and_the_flow(prefect, api, repo):
     assert "up to date" in status.stdout, status.stdout
 
 
-def test_sweep_of_two_points_leaves_two_experiments_and_one_table(prefect, api, repo):
-    subprocess.run(
-        ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qam", "baseline"],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-    )
+def test_sweep_on_dvcs_queue_ranks_its_points_and_leaves_the_workspace_alone(prefect, api, repo):
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run([*git, "add", "-A"], cwd=repo, check=True, capture_output=True)
+    subprocess.run([*git, "commit", "-qm", "baseline", "--allow-empty"], cwd=repo, check=True, capture_output=True)
+    params_before = (repo / "params.yaml").read_bytes()
     # gamma -1 is refused by the params schema: that point fails and the sweep goes on.
-    result = _flows(prefect, "sweep", "-g", "loss.gamma=[0,-1,2]", "--prefix", "t", "--repo", str(repo))
+    result = _flows(prefect, "sweep", "-g", "loss.gamma=[0,-1,2]", "--prefix", "t", "-j", "2", "--repo", str(repo))
     assert result.returncode == 0, result.stdout + result.stderr
     run = api.flow_runs("faceattrs-sweep")[0]
     assert run.state.type.value == "COMPLETED"
     table = json.loads(api.artifacts(run.id)["sweep-comparison"].data)
-    assert [r["experiment"] for r in table] == ["t-gamma0", "t-gamma-1", "t-gamma2"]
-    assert [r["status"] for r in table][::2] == ["completed", "completed"]
-    assert table[1]["status"].startswith("failed") and table[1]["best"] == ""
-    assert [r["best"] for r in table].count("★") == 1
+    assert {r["experiment"] for r in table} == {"t-gamma0", "t-gamma-1", "t-gamma2"}
+    assert [r["status"] for r in table][:2] == ["completed", "completed"]
+    assert table[0]["val_mean_accuracy"] >= table[1]["val_mean_accuracy"] and table[0]["best"] == "★"
+    assert table[2]["experiment"] == "t-gamma-1" and table[2]["status"].startswith("failed")
     summary = api.artifacts(run.id)["sweep-summary"].data
     assert "2 of 3 points completed; failed: t-gamma-1" in summary
+    assert float(api.artifacts(run.id)["sweep-progress"].data) == 100.0
     shown = subprocess.run(["dvc", "exp", "ls", "--name-only"], cwd=repo, env=ENV, capture_output=True, text=True)
     assert set(shown.stdout.split()) >= {"t-gamma0", "t-gamma2"}, shown.stdout + shown.stderr
-    children = [r for r in api.flow_runs("faceattrs-pipeline") if r.parent_task_run_id is not None]
-    assert {r.name for r in children} >= {"t-gamma0", "t-gamma2"}
+    # Queued experiments ran in folders of their own: the workspace is as it was.
+    assert (repo / "params.yaml").read_bytes() == params_before
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True)
+    assert status.stdout.strip() == "", status.stdout
 
 
 @pytest.mark.skipif(
@@ -296,4 +301,41 @@ def test_no_stage_imports_prefect():
     env = {k: v for k, v in ENV.items() if not k.startswith("PREFECT_")}
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]" and len(modules) == 8
+    assert result.stdout.strip() == "[]" and len(modules) == 9
+
+
+def test_a_worker_started_by_the_flows_cli_joins_its_pool_on_the_projects_server(prefect, api):
+    import time
+
+    env = {k: v for k, v in ENV.items() if k != "PREFECT_API_URL"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flows", "worker", "--pool", "remote-gpus", "--api-url", prefect["url"]],
+        cwd=REPO,
+        env={**env, "PREFECT_WORKER_HEARTBEAT_SECONDS": "2", "PREFECT_WORKER_QUERY_SECONDS": "2"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline, workers = time.time() + 120, []
+        while time.time() < deadline and not workers:
+            time.sleep(2)
+            try:
+                workers = api.client.read_workers_for_work_pool("remote-gpus")
+            except Exception:  # the pool does not exist until the worker has created it
+                workers = []
+        assert workers, "no worker joined the pool"
+        assert api.client.read_work_pool("remote-gpus").type == "process"
+    finally:
+        os.killpg(process.pid, 15)
+        out = process.communicate(timeout=60)[0]
+    assert f"against {prefect['url']}" in out
+
+
+def test_a_server_on_every_address_advertises_this_machine_and_is_used_through_the_loopback(tmp_path):
+    env = server.server_env(tmp_path, 4321, host="0.0.0.0")
+    assert env["PREFECT_SERVER_API_HOST"] == "0.0.0.0"
+    assert env["PREFECT_API_URL"] == "http://127.0.0.1:4321/api"
+    assert env["PREFECT_UI_API_URL"] == f"http://{socket.getfqdn()}:4321/api"
+    assert server.server_env(tmp_path, 4321)["PREFECT_UI_API_URL"] == "http://127.0.0.1:4321/api"

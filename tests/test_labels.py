@@ -102,3 +102,16 @@ def test_training_leaves_dropped_labels_out(tiny_shards, tmp_path):
         labels_file=tmp_path / "labels.parquet",
     )
     assert np.isfinite(summary["best_val_mean_accuracy"])
+
+
+def test_an_attribute_with_one_value_in_the_split_is_not_judged():
+    from faceattrs.cleaning.label_errors import confident_learning
+
+    rng = np.random.default_rng(0)
+    labels = (rng.random((60, 3)) < 0.3).astype(np.int8)
+    labels[:, 1] = 0  # nobody in this small split has it: cleanlab has no second class to compare with
+    probs = np.clip(labels + rng.normal(0, 0.2, labels.shape), 0.01, 0.99)
+    probs[:4, 0] = 1 - labels[:4, 0]  # four labels the model confidently contradicts
+    flags = confident_learning(labels, probs)
+    assert flags.shape == labels.shape and not flags[:, 1].any()
+    assert flags[:4, 0].all()

@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from tests.browser import CHROMIUM, browser_page, file_url
-from tests.test_stages import ENV, scratch_repo
+from tests.conftest import copy_repo
+from tests.test_stages import ENV
 
 
 def _dvc(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -34,14 +35,12 @@ def _git(repo: Path, *args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
+def repo(reproduced_repo, tmp_path_factory) -> Path:
     """A scratch project after `dvc repro` and a commit, its remote an absolute folder of its own."""
     root = tmp_path_factory.mktemp("versioning")
-    repo = scratch_repo(root)
+    repo = copy_repo(reproduced_repo[0], root / "repo")
     _dvc(repo, "remote", "modify", "local", "url", str(root / "storage"))
-    _dvc(repo, "repro")
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-qm", "baseline")
+    _git(repo, "commit", "-qam", "remote of its own")
     return repo
 
 

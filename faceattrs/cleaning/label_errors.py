@@ -23,10 +23,16 @@ def confident_learning(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
     """(images x attributes) booleans: the labels cleanlab's confident learning calls likely wrong."""
     from cleanlab.multilabel_classification.filter import find_multilabel_issues_per_class
 
-    if len(labels) == 0:
-        return np.zeros(labels.shape, dtype=bool)
-    given = [list(np.flatnonzero(row)) for row in labels]
-    return np.asarray(find_multilabel_issues_per_class(labels=given, pred_probs=probs), dtype=bool)
+    flags = np.zeros(labels.shape, dtype=bool)
+    # An attribute whose labels here hold one value only (a rare one in a small split) gives
+    # confident learning no class to compare with: cleanlab refuses it, so it is not judged.
+    both = np.flatnonzero(labels.any(axis=0) & ~labels.all(axis=0))
+    if len(labels) == 0 or len(both) == 0:
+        return flags
+    given = [list(np.flatnonzero(row)) for row in labels[:, both]]
+    found = find_multilabel_issues_per_class(labels=given, pred_probs=probs[:, both])
+    flags[:, both] = np.asarray(found, dtype=bool).reshape(len(labels), len(both))
+    return flags
 
 
 def confident_disagreement(

@@ -322,9 +322,22 @@ class TrainParams(Section):
     compile: bool = False
     limit_batches: int = Field(0, ge=0, description="batches per epoch at most (0: all); for smoke runs")
     processes: int = Field(1, ge=1, description=">1: data-parallel under torchrun, one process per GPU")
+    nodes: int = Field(1, ge=1, description="machines, each running the train stage's command; >1 needs rendezvous")
+    rendezvous: str | None = Field(
+        None, description="HOST:PORT every node reaches, for torchrun's c10d rendezvous (nodes > 1)"
+    )
+    rendezvous_id: str = Field("faceattrs", description="one id per training job sharing a rendezvous endpoint")
     decode_on: Literal["loader", "device"] = Field(
         "loader", description="device decodes the shards' JPEGs on the GPU (nvJPEG) instead of in the loader"
     )
+
+    @model_validator(mode="after")
+    def _rendezvous_for_nodes(self) -> TrainParams:
+        if self.nodes > 1:
+            host, sep, port = (self.rendezvous or "").rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"train.nodes is {self.nodes}: set train.rendezvous to HOST:PORT of the first node")
+        return self
 
 
 class EvaluateParams(Section):

@@ -51,24 +51,29 @@ def label_issue_scores(results: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def flagged_sheet(results: dict, shard_dir: Path, path: Path, shown: int = 24, per_row: int = 8) -> None:
-    """The flagged labels the model is surest of, each image with its given and suggested label."""
-    issues = results["label_issues"]
-    issues = issues.reindex(issues["probability"].sub(0.5).abs().sort_values(ascending=False).index).head(shown)
+def flagged_sheet(
+    flagged: pd.DataFrame, shard_dir: Path, path: Path, title: str, shown: int = 24, per_row: int = 8
+) -> None:
+    """The flagged labels the model is surest of, each image with its given and suggested label.
+
+    ``flagged`` has image_id, attribute, given, suggested and probability, and the split
+    each image is in (``split``; the training split when absent).
+    """
+    flagged = flagged.reindex(flagged["probability"].sub(0.5).abs().sort_values(ascending=False).index).head(shown)
+    splits = flagged["split"] if "split" in flagged else pd.Series("train", index=flagged.index)
     images = {}
-    for split in ("val", "test"):
-        names = set(issues.loc[issues["split"] == split, "image_id"])
-        if names:
-            data = ShardDataset(shard_dir, split, Targets(results["targets"]))
-            images.update({name: data.images[k].as_py() for k, name in enumerate(data.ids) if name in names})
+    for split in splits.unique():
+        names = set(flagged.loc[splits == split, "image_id"])
+        data = ShardDataset(shard_dir, split, Targets(("Male",)))
+        images.update({name: data.images[k].as_py() for k, name in enumerate(data.ids) if name in names})
     rows = []
-    for k in range(0, len(issues), per_row):
-        chunk = issues.iloc[k : k + per_row]
+    for k in range(0, len(flagged), per_row):
+        chunk = flagged.iloc[k : k + per_row]
         cells = [
             (images.get(r.image_id), f"{r.attribute[:16]}\n{r.given}->{r.suggested} p={r.probability:.2f}")
             for r in chunk.itertuples()
         ]
-        rows.append((f"labels flagged as likely wrong, {k + 1}-{k + len(chunk)} (given -> suggested)", cells))
+        rows.append((f"{title}, {k + 1}-{k + len(chunk)} (given -> suggested)", cells))
     contact_sheet(rows, path)
 
 
@@ -93,7 +98,7 @@ def write_reports(results: dict, params: EvaluateParams, out: Path, shard_dir: P
     )
     bar_chart(table, out / "accuracy.png")
     atomic.write_text(out / "label_issues.csv", results["label_issues"].to_csv(index=False))
-    flagged_sheet(results, shard_dir, out / "label_issues.png")
+    flagged_sheet(results["label_issues"], shard_dir, out / "label_issues.png", "labels flagged as likely wrong")
     scores = label_issue_scores(results) if "label_issue_scores" in results else None
     # Written on every dataset (only a header where no truth is known), so DVC finds every output.
     atomic.write_text(

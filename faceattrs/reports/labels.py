@@ -8,11 +8,8 @@ import pandas as pd
 
 from faceattrs.cleaning.training_labels import LabelSearch
 from faceattrs.core import atomic
-from faceattrs.reports.evaluation import SCORE_COLUMNS
+from faceattrs.reports.evaluation import SCORE_COLUMNS, flagged_sheet
 from faceattrs.reports.markdown import markdown_table
-from faceattrs.reports.pictures import contact_sheet
-from faceattrs.training.loader import ShardDataset
-from faceattrs.training.targets import Targets
 
 
 def write_report(result: LabelSearch, shard_dir: Path, folder: Path, shown: int = 24, per_row: int = 8) -> None:
@@ -52,19 +49,6 @@ def write_report(result: LabelSearch, shard_dir: Path, folder: Path, shown: int 
     # Written on every dataset (only a header where no truth is known), so DVC finds every output.
     scores = result.scores if result.scores is not None else pd.DataFrame(columns=SCORE_COLUMNS)
     atomic.write_text(folder / "scores.csv", scores.to_csv(index=False))
-    flagged = result.flagged.reindex(result.flagged["probability"].sub(0.5).abs().sort_values(ascending=False).index)
-    flagged = flagged.head(shown)
-    names = set(flagged["image_id"])
-    images = {}
-    if names:
-        data = ShardDataset(shard_dir, "train", Targets(("Male",)))
-        images = {name: data.images[k].as_py() for k, name in enumerate(data.ids) if name in names}
-    rows = []
-    for k in range(0, len(flagged), per_row):
-        chunk = flagged.iloc[k : k + per_row]
-        cells = [
-            (images.get(r.image_id), f"{r.attribute[:16]}\n{r.given}->{r.suggested} p={r.probability:.2f}")
-            for r in chunk.itertuples()
-        ]
-        rows.append((f"training labels flagged as likely wrong, {k + 1}-{k + len(chunk)} (given -> suggested)", cells))
-    contact_sheet(rows, folder / "flagged.png")
+    flagged_sheet(
+        result.flagged, shard_dir, folder / "flagged.png", "training labels flagged as likely wrong", shown, per_row
+    )

@@ -36,6 +36,29 @@ class World:
 SINGLE = World()
 
 
+def launch_command(processes: int, nodes: int, rendezvous: str | None, rendezvous_id: str, argv: list[str]):
+    """The train stage again under torchrun, or None when one process trains.
+
+    One node: ``--standalone``. Several: every node runs this same command and torchrun's
+    c10d rendezvous at ``rendezvous`` (HOST:PORT of the first node) gives each its rank.
+    """
+    import sys
+
+    if processes == 1 and nodes == 1:
+        return None
+    command = [sys.executable, "-m", "torch.distributed.run"]
+    if nodes == 1:
+        command.append("--standalone")
+    else:
+        command += [
+            f"--nnodes={nodes}",
+            "--rdzv-backend=c10d",
+            f"--rdzv-endpoint={rendezvous}",
+            f"--rdzv-id={rendezvous_id}",
+        ]
+    return [*command, f"--nproc_per_node={processes}", "-m", "stages.train", *argv]
+
+
 def init(device_type: str) -> World:
     """Join the process group torchrun describes in the environment; one process without it."""
     size = int(os.environ.get("WORLD_SIZE", "1"))

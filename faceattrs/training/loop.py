@@ -240,7 +240,8 @@ def train(
     torch.manual_seed(tp.seed)  # the initial weights are part of what the seed fixes
     ctx = build(params, rates, device, len(target.names))
     optimizer = optim.build_optimizer(ctx.model, params.optimizer)
-    steps = math.ceil(len(train_set) / tp.batch_size)
+    # Batches of one rank's share: the schedule steps once per batch on every rank.
+    steps = math.ceil(len(RankSampler(len(train_set), tp.seed, 0, world)) / tp.batch_size)
     if tp.limit_batches:
         steps = min(steps, tp.limit_batches)
     schedule = optim.build_schedule(optimizer, params.schedule, steps, tp.epochs, params.optimizer.lr)
