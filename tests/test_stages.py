@@ -212,11 +212,12 @@ def test_dvc_repro_runs_once_then_only_what_a_param_touches(reproduced_repo, tmp
     changed = json.loads(diff.stdout)["reports/evaluate/metrics.json"]
     assert changed["test.mean_accuracy"]["old"] != changed["test.mean_accuracy"]["new"]
 
-    # What a data param would rerun, as DVC plans it (--dry runs nothing).
-    exp = dvc("exp", "run", "--dry", "-S", "split.method=random")
+    exp = dvc("exp", "run", "-S", "split.method=random")
     assert exp.returncode == 0, exp.stdout + exp.stderr
     ran = set(re.findall(r"Running stage '(\w+)'", exp.stdout))
     assert ran == {"split", "preprocess", "labels", "train", "evaluate", "predict", "report"}
+    run = json.loads((repo / "reports/split/run.json").read_text())
+    assert run["params"]["method"] == "random" and len(run["git_commit"]) >= 40
 
 
 def metrics_rows(repo: Path) -> int:
