@@ -6,7 +6,7 @@ import typing
 
 import pytest
 
-from faceattrs.cleaning import duplicates
+from faceattrs.cleaning import duplicates, label_errors
 from faceattrs.core import params as schema
 from faceattrs.core.params_file import render
 from faceattrs.data import sources, splits
@@ -36,6 +36,7 @@ REGISTRIES = [
     (schema.LossParams, "name", losses.LOSSES),
     (schema.OptimizerParams, "name", optim.OPTIMIZERS),
     (schema.ScheduleParams, "name", optim.SCHEDULES),
+    (schema.LabelsParams, "policy", label_errors.POLICIES),
 ]
 
 
