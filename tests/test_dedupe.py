@@ -248,3 +248,32 @@ def test_no_face_policy_report_keeps_them_and_off_skips_the_check(synthetic_raw)
     off = clean(synthetic_raw, DedupeParams(no_face_policy="off"), workers=2, progress=False)
     assert off.faces.empty and off.summary["no_face"]["found"] == 0
     assert score_against_truth(off, read_truth(synthetic_raw))["no_face_recall"] is None
+
+
+def test_a_real_photo_tells_its_copy_from_a_locally_changed_one():
+    # matplotlib's portrait, not a drawn face: a recompressed copy shifted 2 px is the same photo,
+    # the same photo with a dark bar over the eyes is not.
+    from pathlib import Path
+
+    import matplotlib
+    from PIL import ImageDraw
+
+    from faceattrs.cleaning.confirm import compare_bytes
+
+    portrait = Image.open(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg").convert("RGB")
+    base = portrait.resize((178, 218))
+    shifted = Image.new("RGB", base.size)
+    shifted.paste(base, (2, 1))
+    barred = base.copy()
+    ImageDraw.Draw(barred).rectangle([60, 80, 120, 95], fill=(10, 10, 10))
+
+    def jpeg(img, quality):
+        out = io.BytesIO()
+        img.save(out, "JPEG", quality=quality)
+        return out.getvalue()
+
+    p = DedupeParams()
+    copy = compare_bytes(jpeg(base, 90), jpeg(shifted, 70), p.max_difference)
+    changed = compare_bytes(jpeg(base, 90), jpeg(barred, 70), p.max_difference)
+    assert copy.same_photo(p.max_difference, p.max_difference_ratio)
+    assert not changed.same_photo(p.max_difference, p.max_difference_ratio)

@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from faceattrs.core.params import DedupeParams
 from faceattrs.data.celeba import ATTRIBUTES
 from faceattrs.faces.detect import face_score, find_faces, iou
 from faceattrs.synthetic import drawing
@@ -51,3 +52,25 @@ def test_scores_separate_faces_from_pictures_with_no_face():
     empty = [face_score(np.asarray(drawing.draw_no_face(np.random.default_rng(s)))) for s in range(8)]
     assert min(faces) > max(empty)
     assert face_score(np.full((218, 178, 3), 128, np.uint8)) == float("-inf")
+
+
+def _sample(name: str):
+    """A picture matplotlib ships (not one our generator drew)."""
+    from pathlib import Path
+
+    import matplotlib
+    from PIL import Image
+
+    return Image.open(Path(matplotlib.get_data_path()) / "sample_data" / name).convert("RGB")
+
+
+def test_a_real_photo_has_its_face_found_and_pictures_of_things_have_none():
+    photo = _sample("grace_hopper.jpg")  # a portrait, 512x600
+    faces = find_faces(np.asarray(photo))
+    assert len(faces) == 1 and faces[0].score > 1.0
+    box = faces[0]
+    assert 100 < box.left + box.width / 2 < 400 and 100 < box.top + box.height / 2 < 400
+    aligned_size = np.asarray(photo.resize((178, 209)))
+    assert face_score(aligned_size) > DedupeParams().min_face_score + 1.0
+    for thing in ("Minduka_Present_Blue_Pack.png", "logo2.png"):
+        assert face_score(np.asarray(_sample(thing).resize((178, 218)))) < DedupeParams().min_face_score

@@ -68,6 +68,7 @@ def clean(raw: Path, params: DedupeParams, workers: int = 0, progress: bool = Tr
         else pd.Series(dtype=float, name="face_score")
     )
     no_face = faces[faces < params.min_face_score]
+    dropped_no_face = no_face if params.no_face_policy == "drop" else no_face.iloc[:0]
     not_kept = table[~table["kept"]]
     reason = np.where(
         not_kept["labels_conflict"] & (params.conflict_policy == "drop"),
@@ -83,10 +84,8 @@ def clean(raw: Path, params: DedupeParams, workers: int = 0, progress: bool = Tr
                 pd.DataFrame({"image_id": not_kept["image_id"], "reason": reason, "group": not_kept["group"]}),
                 pd.DataFrame(
                     {
-                        "image_id": no_face.index if params.no_face_policy == "drop" else [],
-                        "reason": [f"no face found (score {s:.2f})" for s in no_face]
-                        if params.no_face_policy == "drop"
-                        else [],
+                        "image_id": dropped_no_face.index,
+                        "reason": [f"no face found (score {s:.2f})" for s in dropped_no_face],
                         "group": -1,
                     }
                 ),

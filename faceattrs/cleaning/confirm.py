@@ -45,15 +45,20 @@ class Comparison:
 
 def decode(data: bytes) -> np.ndarray:
     """RGB float32 pixels of a JPEG (libjpeg-turbo), or of anything else PIL reads."""
+    return decode_rgb(data).astype(np.float32)
+
+
+def decode_rgb(data: bytes) -> np.ndarray:
+    """RGB uint8 pixels of a JPEG (libjpeg-turbo), or of anything else PIL reads."""
     try:
-        return simplejpeg.decode_jpeg(data).astype(np.float32)
+        return simplejpeg.decode_jpeg(data)
     except ValueError:
         import io
 
         from PIL import Image
 
         with Image.open(io.BytesIO(data)) as img:
-            return np.asarray(img.convert("RGB"), dtype=np.float32)
+            return np.asarray(img.convert("RGB"))
 
 
 def _interior(x: np.ndarray) -> np.ndarray:

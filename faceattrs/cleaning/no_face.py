@@ -1,31 +1,19 @@
-"""The cleaning's check for pictures with no face in them, by the face detector prediction uses too."""
+"""The cleaning's check for pictures with no face in them, by the shared face detector (faceattrs.faces.detect)."""
 
 from __future__ import annotations
 
 from functools import partial
 
-import numpy as np
 import pandas as pd
-import simplejpeg
-from PIL import Image
 
+from faceattrs.cleaning.confirm import decode_rgb
 from faceattrs.core.parallel import imap
 from faceattrs.data.archive import ImageArchive
 from faceattrs.faces.detect import face_score
 
 
-def _decode(data: bytes) -> np.ndarray:
-    try:
-        return simplejpeg.decode_jpeg(data, colorspace="RGB")
-    except ValueError:  # a JPEG that libjpeg-turbo refuses but PIL reads
-        import io
-
-        with Image.open(io.BytesIO(data)) as img:
-            return np.asarray(img.convert("RGB"))
-
-
 def _score_member(name: str, images: ImageArchive) -> float:
-    return face_score(_decode(images.read(name)))
+    return face_score(decode_rgb(images.read(name)))
 
 
 def face_scores(images: ImageArchive, names: list[str], workers: int = 0, progress: bool = True) -> pd.Series:

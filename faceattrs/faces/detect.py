@@ -2,8 +2,8 @@
 
 dlib's frontal detector (five HOG filters: frontal, left and right turned, and
 tilted) needs no download at run time, runs in about 6 ms on a 178x218 image and
-gives a margin per window. The same detector serves the cleaning's no-face check
-and prediction on photos, so a face that one finds the other finds too.
+gives a margin per window. It is one module so that the cleaning's no-face check
+and any later use on photos share one detector and one threshold scale.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from faceattrs.cleaning.clean import Cleaning
 from faceattrs.core import atomic
 from faceattrs.data.archive import ImageArchive
 from faceattrs.reports.markdown import markdown_table
-from faceattrs.reports.pictures import contact_sheet
+from faceattrs.reports.pictures import contact_sheet, dealt_rows
 
 LISTED = 200  # rows of the dropped-images table; the whole list is data/clean/dropped.csv
 
@@ -88,7 +88,7 @@ def _no_face_text(result: Cleaning) -> str:
     if nf["policy"] == "off":
         return "Not looked for (`dedupe.no_face_policy: off`)."
     return (
-        f"dlib's HOG face detector (`faceattrs/faces/detect.py`, the one prediction uses) scored {nf['checked']} "
+        f"dlib's HOG face detector (`faceattrs/faces/detect.py`) scored {nf['checked']} "
         f"readable images; {nf['found']} score under `dedupe.min_face_score` ({nf['min_face_score']}) and are "
         f"{'dropped' if nf['policy'] == 'drop' else 'listed only'} (`dedupe.no_face_policy: {nf['policy']}`). "
         "Below, the lowest scores: what was flagged, then the faces kept with least margin."
@@ -102,15 +102,8 @@ def _no_face_rows(result: Cleaning, images: ImageArchive, shown: int = 8) -> lis
     limit = result.summary["no_face"]["min_face_score"]
     flagged = result.faces[result.faces < limit].sort_values()
     closest = result.faces[result.faces >= limit].sort_values().head(shown)
-    rows = []
-    for k in range(0, min(len(flagged), 3 * shown), shown):
-        chunk = flagged.iloc[k : k + shown]
-        rows.append(
-            (
-                f"no face found {k + 1}-{k + len(chunk)} of {len(flagged)}",
-                [(images.read(n), f"{n}\nscore {v:.2f}") for n, v in chunk.items()],
-            )
-        )
+    cells = [(images.read(n), f"{n}\nscore {v:.2f}") for n, v in flagged.head(3 * shown).items()]
+    rows = dealt_rows(cells, shown, lambda a, b: f"no face found {a}-{b} of {len(flagged)}")
     rows.append(
         (
             f"kept with the lowest face scores (threshold {limit})",
@@ -146,26 +139,23 @@ def _group_rows(result: Cleaning, images: ImageArchive, sample_groups: int) -> l
 def _lookalike_rows(result: Cleaning, images: ImageArchive, shown: int = 12, per_row: int = 4) -> list:
     """The hash-near pairs judged different photos, the closest first: where the check had least room."""
     pairs = result.candidates[~result.candidates["same_photo"].astype(bool)].nsmallest(shown, "ratio")
-    rows = []
-    for k in range(0, len(pairs), per_row):
-        cells = []
-        for p in pairs.iloc[k : k + per_row].itertuples():
-            cells += [
-                (images.read(p.image_a), f"{p.image_a}\npeak {p.peak:.0f}"),
-                (images.read(p.image_b), f"{p.image_b}\nratio {p.ratio:.1f}"),
-            ]
-        rows.append((f"different photos that look alike {k + 1}-{k + len(cells) // 2} of {len(pairs)} shown", cells))
-    return rows
+    cells = []
+    for p in pairs.itertuples():
+        cells += [
+            (images.read(p.image_a), f"{p.image_a}\npeak {p.peak:.0f}"),
+            (images.read(p.image_b), f"{p.image_b}\nratio {p.ratio:.1f}"),
+        ]
+    # Two cells per pair; the titles count pairs.
+    return dealt_rows(
+        cells,
+        2 * per_row,
+        lambda a, b: f"different photos that look alike {(a + 1) // 2}-{b // 2} of {len(pairs)} shown",
+    )
 
 
 def _dropped_rows(result: Cleaning, images: ImageArchive, shown: int = 24, per_row: int = 8) -> list:
-    drops = result.dropped.head(shown)
-    rows = []
-    for k in range(0, len(drops), per_row):
-        chunk = drops.iloc[k : k + per_row]
-        captions = [
-            (images.read(d.image_id), f"{d.image_id}\n{d.reason.split(':')[0].split(' (')[0][:16]}")
-            for d in chunk.itertuples()
-        ]
-        rows.append((f"dropped images {k + 1}-{k + len(chunk)} of {len(result.dropped)}", captions))
-    return rows
+    cells = [
+        (images.read(d.image_id), f"{d.image_id}\n{d.reason.split(':')[0].split(' (')[0][:16]}")
+        for d in result.dropped.head(shown).itertuples()
+    ]
+    return dealt_rows(cells, per_row, lambda a, b: f"dropped images {a}-{b} of {len(result.dropped)}")

@@ -12,7 +12,7 @@ from faceattrs.core import atomic
 from faceattrs.core.params import EvaluateParams
 from faceattrs.evaluation.evaluate import metrics_json, per_attribute_table
 from faceattrs.reports.markdown import markdown_table
-from faceattrs.reports.pictures import contact_sheet, save_figure
+from faceattrs.reports.pictures import contact_sheet, dealt_rows, save_figure
 from faceattrs.training.loader import ShardDataset
 from faceattrs.training.targets import Targets
 
@@ -66,15 +66,11 @@ def flagged_sheet(
         names = set(flagged.loc[splits == split, "image_id"])
         data = ShardDataset(shard_dir, split, Targets(("Male",)))
         images.update({name: data.images[k].as_py() for k, name in enumerate(data.ids) if name in names})
-    rows = []
-    for k in range(0, len(flagged), per_row):
-        chunk = flagged.iloc[k : k + per_row]
-        cells = [
-            (images.get(r.image_id), f"{r.attribute[:16]}\n{r.given}->{r.suggested} p={r.probability:.2f}")
-            for r in chunk.itertuples()
-        ]
-        rows.append((f"{title}, {k + 1}-{k + len(chunk)} (given -> suggested)", cells))
-    contact_sheet(rows, path)
+    cells = [
+        (images.get(r.image_id), f"{r.attribute[:16]}\n{r.given}->{r.suggested} p={r.probability:.2f}")
+        for r in flagged.itertuples()
+    ]
+    contact_sheet(dealt_rows(cells, per_row, lambda a, b: f"{title}, {a}-{b} (given -> suggested)"), path)
 
 
 def write_reports(results: dict, params: EvaluateParams, out: Path, shard_dir: Path) -> dict:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from matplotlib.figure import Figure
@@ -20,6 +20,14 @@ def save_figure(fig: Figure, path: Path) -> None:
     """
     with atomic.atomic_file(path) as tmp:
         fig.savefig(tmp, format="png")
+
+
+def dealt_rows(cells: Sequence, per_row: int, title: Callable[[int, int], str]) -> list:
+    """``cells`` dealt into contact-sheet rows of ``per_row``; ``title(first, last)`` (1-based) names each row."""
+    return [
+        (title(k + 1, min(k + per_row, len(cells))), list(cells[k : k + per_row]))
+        for k in range(0, len(cells), per_row)
+    ]
 
 
 def contact_sheet(
