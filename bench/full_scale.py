@@ -5,7 +5,7 @@ and peak memory: the largest sum, sampled every 0.2 s, of the proportional set
 sizes (PSS) of the whole process tree (the stage and its workers), which counts
 the pages forked workers share with their parent once, not once per process.
 
-    python bench/full_scale.py [--images 202599] [--workdir /tmp/faceattrs-full]
+    python bench/full_scale.py [--images 202599] [--workdir /tmp/faceattrs-full] [-S preprocess.size=[224,224]]
 """
 
 from __future__ import annotations
@@ -58,27 +58,63 @@ def run(cmd: str, cwd: Path, env: dict) -> tuple[float, float, str]:
     return wall, peak / 2**20, text
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--images", type=int, default=202_599)
-    p.add_argument("--workdir", type=Path, default=Path("/tmp/faceattrs-full"))
-    p.add_argument("--keep", action="store_true", help="keep the scratch folder")
-    args = p.parse_args()
-    work = args.workdir
+def override(params: dict, assignment: str) -> None:
+    """Apply one ``section.key=value`` (value in YAML, as ``dvc exp run -S`` takes it) to a params tree."""
+    key, sep, value = assignment.partition("=")
+    if not sep:
+        raise SystemExit(f"-S {assignment}: expected KEY=VALUE")
+    *parents, leaf = key.split(".")
+    node = params
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = yaml.safe_load(value)
+
+
+def scratch_project(work: Path, images: int, overrides: list[str]) -> dict:
+    """A fresh copy of the code in ``work`` with params.yaml at ``images`` synthetic images; returns the run env."""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     shutil.copytree(REPO / "stages", work / "stages")
     shutil.copytree(REPO / "faceattrs", work / "faceattrs")
+    write_params(work, [f"data.synthetic.num_images={images}", *overrides])
+    return stage_env(work)
+
+
+def stage_env(work: Path) -> dict:
+    """The environment a stage command runs in, with ``work``'s copy of the code first on the path."""
+    path = os.pathsep.join(filter(None, [str(work), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "FACEATTRS_PROGRESS": "0", "PYTHONPATH": path}
+
+
+def write_params(work: Path, overrides: list[str]) -> None:
+    """The repository's params.yaml with ``overrides`` applied, written into ``work``."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["data"]["synthetic"]["num_images"] = args.images
+    for assignment in overrides:
+        override(params, assignment)
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {**os.environ, "FACEATTRS_PROGRESS": "0", "PYTHONPATH": str(work)}
-    print(f"{machine()}\nsynthetic source, {args.images:,} images, in {work}")
+
+
+def run_stages(names, work: Path, env: dict) -> dict:
+    """Run each named stage's command in ``work``, printing and returning its wall time, peak memory and last line."""
     results = {}
-    for name, cmd in commands(STAGES).items():
+    for name, cmd in commands(names).items():
         wall, peak, text = run(cmd, work, env)
         results[name] = {"wall_s": round(wall, 1), "peak_pss_mb": round(peak), "said": text.strip().splitlines()[-1]}
-        print(f"  {name:10s} {wall:8.1f} s  peak {peak:7.0f} MB (PSS)  | {results[name]['said']}")
+        print(f"  {name:10s} {wall:8.1f} s  peak {peak:7.0f} MB (PSS)  | {results[name]['said']}", flush=True)
+    return results
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--images", type=int, default=202_599)
+    p.add_argument("--workdir", type=Path, default=Path("/tmp/faceattrs-full"))
+    p.add_argument("-S", "--set", dest="overrides", action="append", default=[], help="params override KEY=VALUE")
+    p.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    args = p.parse_args()
+    work = args.workdir
+    env = scratch_project(work, args.images, args.overrides)
+    print(f"{machine()}\nsynthetic source, {args.images:,} images, in {work}")
+    results = run_stages(STAGES, work, env)
     sizes = {
         d: sum(f.stat().st_size for f in (work / "data" / d).rglob("*") if f.is_file()) / 2**20
         for d in ("raw", "clean", "split", "shards")

@@ -27,23 +27,22 @@ from faceattrs.core.params import parse_params
 from faceattrs.data import shards
 from faceattrs.data.archive import ImageArchive
 from faceattrs.training import optim
-from faceattrs.training.loader import ShardDataset, loader
+from faceattrs.training.loader import ShardDataset, decode_batch, loader
 from faceattrs.training.loop import build, model_step, resolve_device
 from faceattrs.training.targets import from_params
 
+PREFETCH = 2  # torch's DataLoader default prefetch_factor, which the project's loader keeps
 
-def steps_per_second(ctx, optimizer, batches, steps: int, warmup: int) -> float:
-    """Images/s over ``steps`` training steps after ``warmup``, synchronised with the device."""
+
+def images_per_second(ctx, batches, steps: int, warmup: int, work) -> float:
+    """Images/s of ``work(images, labels)`` over ``steps`` batches after ``warmup``, synchronised with the device."""
     seen, start = 0, None
     for k, (images, labels, _) in enumerate(batches):
         if k == warmup:
             if ctx.device.type == "cuda":
                 torch.cuda.synchronize()
             start, seen = time.perf_counter(), 0
-        loss, _ = model_step(ctx, images, labels, train=True)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        work(images, labels)
         seen += len(labels)
         if k + 1 == warmup + steps:
             break
@@ -52,17 +51,44 @@ def steps_per_second(ctx, optimizer, batches, steps: int, warmup: int) -> float:
     return seen / (time.perf_counter() - start)
 
 
+def training_step(ctx, optimizer):
+    def step(images, labels):
+        loss, _ = model_step(ctx, images, labels, train=True)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def to_device(ctx):
+    """The loader's share alone: a batch decoded (on the device, with nvJPEG) and copied there, no model."""
+
+    def copy(images, labels):
+        if isinstance(images, list):
+            images = decode_batch(images, ctx.device)
+        images.to(ctx.device, non_blocking=True)
+
+    return copy
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="mobilenetv2_100")
     p.add_argument("--size", type=int, nargs=2, default=[198, 158], metavar=("H", "W"))
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--steps", type=int, default=50)
-    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        help="steps before timing (default: twice the batches the workers prefetch, so none of those is timed)",
+    )
     p.add_argument("--workers", type=int, default=8)
     p.add_argument("--device", default="auto")
     p.add_argument("--decode-on", choices=["loader", "device"], default="loader")
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--precision", choices=["bf16", "fp32"], default="bf16", help="autocast on a GPU")
     p.add_argument("--raw", type=Path, default=Path("data/raw"))
     p.add_argument("--images", type=int, default=0, help="images to shard (0: enough for the steps)")
     p.add_argument(
@@ -73,23 +99,26 @@ def main() -> None:
     )
     args = p.parse_args()
     device = resolve_device(args.device)
+    # The loader's workers decode PREFETCH batches each ahead of the model: a window shorter than
+    # that would time batches decoded during the warm-up and overstate the loader.
+    warmup = args.warmup if args.warmup is not None else max(10, 2 * PREFETCH * args.workers)
     params = parse_params(
         {
             "model": {"backbone": args.model},
-            "train": {"batch_size": args.batch, "compile": args.compile},
+            "train": {"batch_size": args.batch, "compile": args.compile, "precision": args.precision},
             "augment": {"hflip": 0.5},
         }
     )
     height, width = args.size
-    needed = args.images or args.batch * (args.steps + args.warmup)
+    needed = args.images or args.batch * (args.steps + warmup)
     archive = ImageArchive.of(args.raw)
     rows = readable_images(args.raw, needed)
     print(
         f"{machine()}, device {device}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
     )
     print(
-        f"{args.model} at {height}x{width}, batch {args.batch}, {args.steps} steps after {args.warmup}, "
-        f"decode on {args.decode_on}, {args.workers} workers, {len(rows)} images"
+        f"{args.model} at {height}x{width}, batch {args.batch}, {args.steps} steps after {warmup}, "
+        f"decode on {args.decode_on}, {args.precision}, {args.workers} workers, {len(rows)} images"
     )
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -113,8 +142,10 @@ def main() -> None:
             while True:
                 yield images, labels, None
 
-        synthetic_rate = steps_per_second(ctx, optimizer, fake(), args.steps, args.warmup)
-        loader_rate = steps_per_second(ctx, optimizer, real(), args.steps, args.warmup)
+        synthetic_rate = images_per_second(ctx, fake(), args.steps, warmup, training_step(ctx, optimizer))
+        loader_rate = images_per_second(ctx, real(), args.steps, warmup, training_step(ctx, optimizer))
+        alone = images_per_second(ctx, real(), args.steps, warmup, to_device(ctx))
+    print(f"the loader alone (decoded, copied to the device, no model): {alone:,.0f} img/s")
     print(
         f"random tensors on the device: {synthetic_rate:,.0f} img/s; fed from shards: {loader_rate:,.0f} img/s; "
         f"ratio {loader_rate / synthetic_rate:.2f} "

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from faceattrs.core import stage
 from faceattrs.training import distributed
-from faceattrs.training.loop import train
+from faceattrs.training.loop import resolve_device, train
 
 
 def main() -> None:
@@ -29,6 +29,7 @@ def main() -> None:
     t = params.train
     launch = distributed.launch_command(t.processes, t.nodes, t.rendezvous, t.rendezvous_id, sys.argv[1:])
     if launch and "LOCAL_RANK" not in os.environ:
+        distributed.check_gpus(t.processes, resolve_device(t.device).type)
         # Data-parallel: the same command again under torchrun, one process per GPU.
         print("train: " + " ".join(launch[1:]), flush=True)
         sys.exit(subprocess.call(launch))

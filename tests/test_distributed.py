@@ -153,3 +153,14 @@ def test_several_nodes_need_a_rendezvous():
 
     with pytest.raises(ParamsError, match=r"train\.rendezvous"):
         parse_params({"train": {"nodes": 2}})
+
+
+def test_more_processes_than_gpus_is_refused_before_torchrun_starts(monkeypatch):
+    from faceattrs.core.errors import InputError
+    from faceattrs.training.distributed import check_gpus
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    check_gpus(1, "cuda")
+    check_gpus(4, "cpu")  # gloo runs any number of CPU processes
+    with pytest.raises(InputError, match=r"train.processes is 2 but this machine has 1 CUDA device"):
+        check_gpus(2, "cuda")

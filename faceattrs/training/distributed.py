@@ -13,6 +13,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
+from faceattrs.core.errors import InputError
 from faceattrs.training.loader import epoch_generator
 
 
@@ -57,6 +58,15 @@ def launch_command(processes: int, nodes: int, rendezvous: str | None, rendezvou
             f"--rdzv-id={rendezvous_id}",
         ]
     return [*command, f"--nproc_per_node={processes}", "-m", "stages.train", *argv]
+
+
+def check_gpus(processes: int, device_type: str) -> None:
+    """NCCL runs one process per GPU: more processes than GPUs fail deep inside it, so say so first."""
+    if device_type == "cuda" and processes > torch.cuda.device_count():
+        raise InputError(
+            f"train.processes is {processes} but this machine has {torch.cuda.device_count()} CUDA device(s); "
+            "data-parallel training runs one process per GPU"
+        )
 
 
 def init(device_type: str) -> World:

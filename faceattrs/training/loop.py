@@ -88,7 +88,8 @@ class Context:
 
     @property
     def autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+        bf16 = self.device.type == "cuda" and self.params.train.precision == "bf16"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16)
 
 
 def model_step(ctx: Context, images: torch.Tensor, labels: torch.Tensor, train: bool):
@@ -120,6 +121,24 @@ def model_step(ctx: Context, images: torch.Tensor, labels: torch.Tensor, train: 
     return ctx.loss(logits, augment.mix_labels(target, lam, perm), None if both.all() else both), logits
 
 
+# Batches between reads of the loss on the host. Each read waits for the device to finish; reading every
+# batch would leave a GPU idle while the host queues the next step's kernels.
+SYNC_EVERY = 32
+
+
+def _check_finite(losses: list[torch.Tensor], first: int, desc: str) -> torch.Tensor:
+    """The pending batch losses on the host; the first non-finite one stops training, naming its batch."""
+    values = torch.stack(losses).float().cpu()
+    bad = (~torch.isfinite(values)).nonzero()
+    if len(bad):
+        i = int(bad[0])
+        raise Diverged(
+            f"non-finite loss ({values[i].item()}) in {desc or 'a step'}, batch {first + i}: "
+            "lower optimizer.lr, or check the targets and loss params"
+        )
+    return values
+
+
 def run_epoch(
     ctx: Context,
     data,
@@ -134,7 +153,10 @@ def run_epoch(
     """One pass; trains when an optimizer is given. Returns loss, per-target and mean accuracy over all ranks."""
     train = optimizer is not None
     ctx.model.train(train)
-    total_loss, count, correct, labelled = 0.0, 0, None, None
+    # Sums stay on the device between the host's reads (SYNC_EVERY).
+    total_loss = torch.zeros((), dtype=torch.float64, device=ctx.device)
+    correct = labelled = None
+    count, pending, first_pending = 0, [], 0
     bar = tqdm(data, desc=desc, unit="batch", leave=False, disable=not progress)
     # Ranks may hold one batch more or less; DDP's join lets the short ones wait without hanging.
     joined = ctx.model.join() if train and isinstance(ctx.model, DDP) else contextlib.nullcontext()
@@ -143,11 +165,6 @@ def run_epoch(
             if limit and batch_index >= limit:
                 break
             loss, logits = model_step(ctx, images, labels, train)
-            if not math.isfinite(loss.item()):
-                raise Diverged(
-                    f"non-finite loss ({loss.item()}) in {desc or 'a step'}, batch {batch_index}: "
-                    "lower optimizer.lr, or check the targets and loss params"
-                )
             if train:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -155,15 +172,25 @@ def run_epoch(
                 schedule.after_batch()
                 if ctx.ema is not None:
                     ctx.ema.update_parameters(_plain_model(ctx.model))
+            labels = labels.to(ctx.device, non_blocking=True)
             known = labels >= 0
-            hits = (((logits > 0).cpu() == labels.bool()) & known).sum(dim=0)
+            hits = (((logits > 0) == labels.bool()) & known).sum(dim=0)
             correct = hits if correct is None else correct + hits
             labelled = known.sum(dim=0) if labelled is None else labelled + known.sum(dim=0)
-            total_loss += loss.item() * len(labels)
+            pending.append(loss.detach())
+            total_loss += loss.detach().double() * len(labels)
             count += len(labels)
             if seen is not None:
                 seen.extend(rows.tolist())
-            bar.set_postfix(loss=f"{total_loss / count:.4f}")
+            if len(pending) == SYNC_EVERY:
+                _check_finite(pending, first_pending, desc)
+                first_pending, pending = batch_index + 1, []
+                bar.set_postfix(loss=f"{total_loss.item() / count:.4f}")
+    if pending:
+        _check_finite(pending, first_pending, desc)
+    total_loss = total_loss.item()
+    if correct is not None:
+        correct, labelled = correct.cpu(), labelled.cpu()
     if world.distributed:
         if correct is None:  # this rank got no batch; it still takes part in the sum
             correct = labelled = torch.zeros(len(ctx.loss.pos_weight), dtype=torch.long)
@@ -290,6 +317,7 @@ def train(
             )
             lr = optimizer.param_groups[0]["lr"]
             seen = [] if trace else None
+            fit_start = time.perf_counter()
             fit = run_epoch(
                 ctx,
                 train_data,
@@ -301,6 +329,7 @@ def train(
                 world,
                 seen,
             )
+            fit_time = time.perf_counter() - fit_start
             if trace:
                 trace.mkdir(parents=True, exist_ok=True)
                 (trace / f"epoch{epoch}-rank{world.rank}.txt").write_text("\n".join(train_set.ids[i] for i in seen))
@@ -312,6 +341,7 @@ def train(
                 tp.seed,
                 epoch,
                 tp.workers,
+                device.type == "cuda",
                 sampler=RankSampler(len(val_set), tp.seed, epoch, world, shuffle=False),
             )
             val = run_epoch(
@@ -334,6 +364,7 @@ def train(
                     ("val/mean_accuracy", val["mean_accuracy"]),
                     ("lr", lr),
                     ("epoch_time_s", elapsed),
+                    ("train_time_s", fit_time),
                 ):
                     live.log_metric(name, value)
                 weights = _evaluated(ctx).state_dict()
