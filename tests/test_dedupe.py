@@ -211,6 +211,21 @@ def test_lookalikes_are_proposed_by_the_hashes_and_kept_apart(cleaned, synthetic
     assert all(a in kept and b in kept for a, b in lookalikes)
 
 
+def test_the_thumbnail_screen_changes_no_verdict_and_spares_comparisons(cleaned, synthetic_raw):
+    from faceattrs.cleaning.confirm import confirm_pairs
+
+    p = DedupeParams()
+    pairs = cleaned.candidates
+    args = (ImageArchive.of(synthetic_raw), pairs["image_a"].tolist(), pairs["image_b"].tolist())
+    every = confirm_pairs(*args, p.max_difference, p.max_difference_ratio, float("inf"), workers=2, progress=False)
+    screened = pairs["peak"].isna()
+    assert every["peak"].notna().all() and screened.any()
+    assert (every["same_photo"].to_numpy() == pairs["same_photo"].to_numpy()).all()
+    # What the screen settled, the full comparison calls other photos too, by a wide margin.
+    assert not every["same_photo"][screened.to_numpy()].any()
+    assert pairs.loc[pairs["same_photo"], "thumbnail_difference"].max() < p.max_thumbnail_difference / 1.5
+
+
 def test_contradicting_labels_are_counted_by_rule():
     from faceattrs.cleaning import rules
 

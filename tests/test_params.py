@@ -62,3 +62,12 @@ def test_missing_and_malformed_files(tmp_path):
     (tmp_path / "p.yaml").write_text("data: [unclosed\n")
     with pytest.raises(ParamsError, match="not valid YAML"):
         load_params(tmp_path / "p.yaml")
+
+
+def test_a_bare_off_means_off_though_yaml_reads_it_as_false(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("dedupe:\n  no_face_policy: off\n")
+    assert yaml.safe_load(path.read_text())["dedupe"]["no_face_policy"] is False
+    assert load_params(path).dedupe.no_face_policy == "off"
+    with pytest.raises(ParamsError, match=r"dedupe\.no_face_policy: Input should be 'drop', 'report' or 'off'"):
+        parse_params({"dedupe": {"no_face_policy": True}})

@@ -49,7 +49,14 @@ def clean(raw: Path, params: DedupeParams, workers: int = 0, progress: bool = Tr
 
     def confirm(first, second):
         return confirm_pairs(
-            images, first, second, params.max_difference, params.max_difference_ratio, workers, progress
+            images,
+            first,
+            second,
+            params.max_difference,
+            params.max_difference_ratio,
+            params.max_thumbnail_difference,
+            workers,
+            progress,
         )
 
     groups, candidates = duplicates.group_duplicates(hashes, params.max_distance, confirm)

@@ -203,15 +203,15 @@ def near_pairs(packed: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.nd
     return i, j, hamming(packed, i, j)
 
 
-CANDIDATE_COLUMNS = ["image_a", "image_b", "hash_distance", "peak", "ratio", "same_photo"]
+CANDIDATE_COLUMNS = ["image_a", "image_b", "hash_distance", "thumbnail_difference", "peak", "ratio", "same_photo"]
 
 
 def group_duplicates(hashes: pd.DataFrame, max_distance: int, confirm=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Duplicate groups among readable images, and every near candidate with its verdict.
 
     Groups: columns group, image_id, kind (exact or near). Perceptual hashes only
-    propose near pairs; ``confirm(names_a, names_b)`` returns a frame of peak, ratio and
-    same_photo per pair (``faceattrs.cleaning.confirm``), and only pairs it calls the
+    propose near pairs; ``confirm(names_a, names_b)`` returns a frame of thumbnail_difference,
+    peak, ratio and same_photo per pair (``faceattrs.cleaning.confirm``), and only pairs it calls the
     same photo join a group, since aligned faces that merely look alike share hashes.
     Without ``confirm`` every proposed pair joins.
     """
@@ -238,7 +238,7 @@ def group_duplicates(hashes: pd.DataFrame, max_distance: int, confirm=None) -> t
         verdicts = confirm(candidates["image_a"].tolist(), candidates["image_b"].tolist())
         candidates = pd.concat([candidates, verdicts.reset_index(drop=True)], axis=1)
     else:
-        candidates = candidates.assign(peak=np.nan, ratio=np.nan, same_photo=True)
+        candidates = candidates.assign(thumbnail_difference=np.nan, peak=np.nan, ratio=np.nan, same_photo=True)
     same = candidates["same_photo"].to_numpy(bool)
     i = np.r_[np.array(exact_i, dtype=np.int64), near_i[same]]
     j = np.r_[np.array(exact_j, dtype=np.int64), near_j[same]]

@@ -121,6 +121,12 @@ class DedupeParams(Section):
         gt=0,
         description="largest ratio of that difference to the pair's typical one: a local change is another photo",
     )
+    max_thumbnail_difference: float = Field(
+        25.0,
+        gt=0,
+        description="mean colour difference (grey levels) of 10x8 thumbnails over which a proposed pair is another "
+        "photo, without the full comparison",
+    )
     conflict_policy: Literal["drop", "majority", "first"] = Field(
         "majority", description="what a duplicate group whose labels disagree keeps"
     )
@@ -134,6 +140,12 @@ class DedupeParams(Section):
     )
     workers: int = Field(0, ge=0, description="0: one per core")
     sample_groups: int = Field(12, ge=0, description="duplicate groups drawn on the contact sheet")
+
+    @field_validator("no_face_policy", mode="before")
+    @classmethod
+    def _off_as_yaml_reads_it(cls, value):
+        # YAML 1.1 (PyYAML, and DVC's `-S`) reads a bare `off` as false.
+        return "off" if value is False else value
 
 
 class SplitParams(Section):
@@ -329,6 +341,9 @@ class TrainParams(Section):
     rendezvous_id: str = Field("faceattrs", description="one id per training job sharing a rendezvous endpoint")
     decode_on: Literal["loader", "device"] = Field(
         "loader", description="device decodes the shards' JPEGs on the GPU (nvJPEG) instead of in the loader"
+    )
+    precision: Literal["bf16", "fp32"] = Field(
+        "bf16", description="autocast on a GPU; the CPU computes in fp32 (its bf16 autocast ran 30x slower)"
     )
 
     @model_validator(mode="after")
