@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from flows import results
 from flows.dvcrun import DvcError, dvc_env
 
 RUNNING = ("queued", "running")
@@ -73,16 +74,11 @@ def wait(
         time.sleep(every)
 
 
-def headline(metrics: dict) -> dict | None:
-    """The evaluate stage's headline figures out of one experiment's metrics, or None if it has none."""
-    for path, content in metrics.items():
-        if Path(path).name == "metrics.json" and "evaluate" in Path(path).parts:
-            data = content.get("data") or {}
-            if "test" in data and "val" in data:
-                return {
-                    "test_mean_accuracy": data["test"]["mean_accuracy"],
-                    "val_mean_accuracy": data["val"]["mean_accuracy"],
-                    "gender_fair_score": data["test"]["gender_fair_score"],
-                    "majority_baseline": data["test"]["majority_baseline"],
-                }
-    return None
+def headline(metrics: dict, evaluate_metrics: str) -> dict | None:
+    """The evaluate stage's headline figures out of one experiment's metrics, or None if it has none.
+
+    ``evaluate_metrics`` is that stage's metrics file, relative to the repository, as
+    `dvc exp show --json` keys it.
+    """
+    data = (metrics.get(evaluate_metrics) or {}).get("data") or {}
+    return results.headline(data) if "test" in data and "val" in data else None

@@ -44,9 +44,14 @@ def training_progress(repo: Path, live_metrics: Path, since: float) -> dict | No
     return row
 
 
+def evaluate_metrics(repo: Path) -> Path:
+    """The evaluate stage's metrics file, as dvc.yaml declares it."""
+    return stage_files(repo, "evaluate", metrics_only=True)[0]
+
+
 def metrics_table(repo: Path) -> list[dict]:
     """Headline, then per-attribute test accuracy against the majority-class baseline."""
-    metrics_file = stage_files(repo, "evaluate", metrics_only=True)[0]
+    metrics_file = evaluate_metrics(repo)
     summary = json.loads(metrics_file.read_text())
     per_attribute = metrics_file.parent / "per_attribute.csv"
     test = summary["test"]
@@ -72,8 +77,8 @@ def metrics_table(repo: Path) -> list[dict]:
     return rows
 
 
-def headline(repo: Path) -> dict:
-    summary = json.loads(stage_files(repo, "evaluate", metrics_only=True)[0].read_text())
+def headline(summary: dict) -> dict:
+    """The headline figures of the evaluate stage's metrics (the content of its metrics file)."""
     return {
         "test_mean_accuracy": summary["test"]["mean_accuracy"],
         "val_mean_accuracy": summary["val"]["mean_accuracy"],

@@ -23,7 +23,7 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
-from flows import queue
+from flows import queue, results
 
 
 def parse_grid(specs: list[str]) -> dict[str, list]:
@@ -90,11 +90,12 @@ def sweep(grid: list[str], repo: str = ".", prefix: str | None = None, jobs: int
         update_progress_artifact(progress, 100.0 * finished / len(states))
 
     final = queue.wait(root, [name for name, _ in named], every=3.0, tick=tick)
+    evaluate_metrics = results.evaluate_metrics(root).relative_to(root).as_posix()
     rows = []
     for name, point in named:
         state = final[name]
         row = {"experiment": name, **point}
-        figures = queue.headline(state["metrics"]) if state["state"] == "success" else None
+        figures = queue.headline(state["metrics"], evaluate_metrics) if state["state"] == "success" else None
         if figures:
             row.update(status="completed", **figures)
         else:

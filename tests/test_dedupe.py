@@ -224,6 +224,8 @@ def test_the_thumbnail_screen_changes_no_verdict_and_spares_comparisons(cleaned,
     # What the screen settled, the full comparison calls other photos too, by a wide margin.
     assert not every["same_photo"][screened.to_numpy()].any()
     assert pairs.loc[pairs["same_photo"], "thumbnail_difference"].max() < p.max_thumbnail_difference / 1.5
+    nothing = confirm_pairs(args[0], [], [], p.max_difference, p.max_difference_ratio, progress=False)
+    assert nothing.empty and list(nothing.columns) == ["thumbnail_difference", "peak", "ratio", "same_photo"]
 
 
 def test_contradicting_labels_are_counted_by_rule():

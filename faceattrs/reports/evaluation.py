@@ -64,7 +64,7 @@ def flagged_sheet(
     images = {}
     for split in splits.unique():
         names = set(flagged.loc[splits == split, "image_id"])
-        data = ShardDataset(shard_dir, split, Targets(("Male",)))
+        data = ShardDataset(shard_dir, split, Targets(("Male",)))  # only its images are read; any target does
         images.update({name: data.images[k].as_py() for k, name in enumerate(data.ids) if name in names})
     cells = [
         (images.get(r.image_id), f"{r.attribute[:16]}\n{r.given}->{r.suggested} p={r.probability:.2f}")

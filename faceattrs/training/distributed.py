@@ -7,6 +7,7 @@ one process, so the train stage is the same code either way.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -43,8 +44,6 @@ def launch_command(processes: int, nodes: int, rendezvous: str | None, rendezvou
     One node: ``--standalone``. Several: every node runs this same command and torchrun's
     c10d rendezvous at ``rendezvous`` (HOST:PORT of the first node) gives each its rank.
     """
-    import sys
-
     if processes == 1 and nodes == 1:
         return None
     command = [sys.executable, "-m", "torch.distributed.run"]

@@ -126,8 +126,8 @@ def model_step(ctx: Context, images: torch.Tensor, labels: torch.Tensor, train: 
 SYNC_EVERY = 32
 
 
-def _check_finite(losses: list[torch.Tensor], first: int, desc: str) -> torch.Tensor:
-    """The pending batch losses on the host; the first non-finite one stops training, naming its batch."""
+def _check_finite(losses: list[torch.Tensor], first: int, desc: str) -> None:
+    """Read the pending batch losses on the host; the first non-finite one stops training, naming its batch."""
     values = torch.stack(losses).float().cpu()
     bad = (~torch.isfinite(values)).nonzero()
     if len(bad):
@@ -136,7 +136,6 @@ def _check_finite(losses: list[torch.Tensor], first: int, desc: str) -> torch.Te
             f"non-finite loss ({values[i].item()}) in {desc or 'a step'}, batch {first + i}: "
             "lower optimizer.lr, or check the targets and loss params"
         )
-    return values
 
 
 def run_epoch(
@@ -164,6 +163,8 @@ def run_epoch(
         for batch_index, (images, labels, rows) in enumerate(bar):
             if limit and batch_index >= limit:
                 break
+            # On the device once: the step's loss and the accuracy sums below both read them there.
+            labels = labels.to(ctx.device, non_blocking=True)
             loss, logits = model_step(ctx, images, labels, train)
             if train:
                 optimizer.zero_grad(set_to_none=True)
@@ -172,7 +173,6 @@ def run_epoch(
                 schedule.after_batch()
                 if ctx.ema is not None:
                     ctx.ema.update_parameters(_plain_model(ctx.model))
-            labels = labels.to(ctx.device, non_blocking=True)
             known = labels >= 0
             hits = (((logits > 0) == labels.bool()) & known).sum(dim=0)
             correct = hits if correct is None else correct + hits
