@@ -281,3 +281,20 @@ def test_decoding_on_the_device_matches_the_loader(tiny_shards, tmp_path):
         progress=False,
     )
     assert 0 < result["best_val_mean_accuracy"] <= 1
+
+
+def test_dvclive_logs_in_a_git_repository_with_no_commit_yet(tmp_path, monkeypatch):
+    import os
+    import subprocess
+
+    from faceattrs.training.loop import open_live
+
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run(["dvc", "init", "-q"], cwd=tmp_path, check=True, env={**os.environ, "DVC_NO_ANALYTICS": "1"})
+    monkeypatch.chdir(tmp_path)
+    live = open_live(tmp_path / "reports/train", resumed=False)
+    live.log_metric("loss", 0.5)
+    live.next_step()
+    live.end()
+    assert (tmp_path / "reports/train/metrics.json").exists()
+    assert "0.5" in (tmp_path / "reports/train/plots/metrics/loss.tsv").read_text()

@@ -237,6 +237,26 @@ def build(params: Params, positive_rates: np.ndarray, device: torch.device, n_ou
     return ctx
 
 
+def open_live(live_dir: Path, resumed: bool):
+    """dvclive's logger for ``live_dir``; also in a git repository with no commit yet.
+
+    dvclive asks git for the current commit before it checks for an empty repository
+    and fails there (dvclive 3.49, treeverse/dvclive#522): a `git init && dvc init &&
+    dvc repro` must still train. Without a commit there is no experiment to attach
+    the logs to, so it then logs as outside any repository.
+    """
+    from unittest import mock
+
+    from dvclive import Live
+    from scmrepo.exceptions import SCMError
+
+    try:
+        return Live(str(live_dir), dvcyaml=False, resume=resumed, save_dvc_exp=False)
+    except SCMError:
+        with mock.patch("dvclive.live.get_dvc_repo", return_value=None):
+            return Live(str(live_dir), dvcyaml=False, resume=resumed, save_dvc_exp=False)
+
+
 def train(
     params: Params,
     shard_dir: Path,
@@ -250,7 +270,6 @@ def train(
     ``labels_file`` (the labels stage's table) replaces the training split's labels: some
     flipped, some left out of the loss (-1), as ``labels.policy`` decided.
     """
-    from dvclive import Live
 
     out_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(params.train.device)
@@ -300,7 +319,7 @@ def train(
         ctx.model = torch.compile(ctx.model)
     trace = Path(os.environ["FACEATTRS_TRACE_SAMPLES"]) if os.environ.get("FACEATTRS_TRACE_SAMPLES") else None
 
-    live_log = Live(str(live_dir), dvcyaml=False, resume=resumed, save_dvc_exp=False) if world.main else None
+    live_log = open_live(live_dir, resumed) if world.main else None
     with live_log or contextlib.nullcontext() as live:
         for epoch in range(state["epoch"], tp.epochs):
             start = time.perf_counter()
