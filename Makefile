@@ -56,7 +56,7 @@ flow: install
 
 GRID ?= -g loss.gamma=[0,1,2,3] -g augment.mixup_alpha=[0,0.2]
 sweep: install
-	$(PYTHON) -m flows sweep $(GRID) --jobs $(or $(JOBS),1)
+	$(PYTHON) -m flows sweep $(GRID) --jobs $(or $(JOBS),1) $(if $(POOL),--pool $(POOL))
 
 # The benchmarks of bench/RESULTS.md (full_scale.py takes about half an hour here).
 bench: install

@@ -4,6 +4,7 @@ python -m flows server [--host ADDRESS]        # Prefect UI at http://127.0.0.1:
 python -m flows worker --pool NAME [--api-url http://HOST:4200/api]
 python -m flows pipeline [-S loss.gamma=3 ...] [--name NAME]
 python -m flows sweep -g "loss.gamma=[0,1,2,3]" -g "augment.mixup_alpha=[0,0.2]"
+python -m flows sweep --pool NAME -g "loss.gamma=[0,1,2,3]"   # each point a flow run on a work pool
 python -m flows serve                          # both flows as deployments, run from the UI
 """
 
@@ -50,6 +51,8 @@ def _worker(args: argparse.Namespace) -> int:
         )
         return 1
     env = {**os.environ, "PREFECT_API_URL": url, "DO_NOT_TRACK": "1"}
+    if args.threads:
+        env["OMP_NUM_THREADS"] = str(args.threads)
     print(f"worker of pool {args.pool!r} against {url}; Ctrl-C stops it", flush=True)
     try:
         return subprocess.call(server.worker_command(args.pool, args.limit), env=env, cwd=PROJECT)
@@ -74,14 +77,26 @@ def main(argv: list[str] | None = None) -> int:
     wrk.add_argument("--pool", required=True, help="work pool name (a process pool, created if missing)")
     wrk.add_argument("--api-url", help="the server's API (default: PREFECT_API_URL, else this project's server)")
     wrk.add_argument("--limit", type=int, default=None, help="flow runs at a time on this worker")
+    wrk.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads for each flow run's stages (OMP_NUM_THREADS); with several workers on one machine, "
+        "its cores divided by the workers, or they slow each other down",
+    )
     run = sub.add_parser("pipeline", help="reproduce the pipeline, or run it as an experiment")
     run.add_argument("-S", "--set-param", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     run.add_argument("--name", help="experiment name (implies `dvc exp run`)")
     run.add_argument("--repo", default=str(PROJECT))
-    grid = sub.add_parser("sweep", help="run a grid of experiments on DVC's queue")
+    grid = sub.add_parser("sweep", help="run a grid of experiments on DVC's queue or a Prefect work pool")
     grid.add_argument("-g", "--grid", action="append", required=True, metavar="KEY=[V1,V2,...]")
     grid.add_argument("--prefix", help="experiment name prefix (default: the start time)")
     grid.add_argument("-j", "--jobs", type=int, default=1, help="experiments DVC's queue runs at a time")
+    grid.add_argument(
+        "--pool",
+        help="run each point as a flow run on this Prefect work pool, in a clone of the git remote at HEAD "
+        "(push the commit and `dvc push` its outputs first)",
+    )
+    grid.add_argument("--git-remote", default="origin", help="the git remote the pool's workers clone (origin)")
     grid.add_argument("--repo", default=str(PROJECT))
     sub.add_parser("serve", help="serve both flows as deployments of this process")
     args = p.parse_args(argv)
@@ -120,10 +135,17 @@ def main(argv: list[str] | None = None) -> int:
             statuses = pipeline(repo=args.repo, overrides=args.overrides, experiment=args.name)
             print("\n".join(f"{stage}: {status}" for stage, status in statuses.items()))
         else:
-            table = sweep(grid=args.grid, repo=args.repo, prefix=args.prefix, jobs=args.jobs)
+            table = sweep(
+                grid=args.grid,
+                repo=args.repo,
+                prefix=args.prefix,
+                jobs=args.jobs,
+                work_pool=args.pool,
+                git_remote=args.git_remote,
+            )
             for row in table:
                 print(row)
-    except StageFailed as err:
+    except (StageFailed, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -104,6 +104,27 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _run_nodes(tiny_shards, folder, params, count: int) -> list[str]:
+    """The train stage's command launched ``count`` times at once from ``folder`` (node K in nodeK/); their outputs."""
+    (folder / "params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json")))
+    nodes = []
+    for k in range(count):
+        (folder / f"node{k}").mkdir()
+        nodes.append(
+            subprocess.Popen(
+                _train_command(tiny_shards, folder / f"node{k}", folder / "params.yaml"),
+                cwd=REPO,
+                env=_env(folder / f"node{k}"),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+    outputs = [node.communicate(timeout=600)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0] * count, "\n".join(o[-3000:] for o in outputs)
+    return outputs
+
+
 def test_two_nodes_by_rendezvous_train_the_model_two_local_processes_train(tiny_shards, two_ranks, tmp_path):
     # Two launchers, each one "node" of one process, meeting at a c10d rendezvous: the same stage
     # command on both, as on two machines. The data, the ranks' shares and gloo's two-way
@@ -111,22 +132,7 @@ def test_two_nodes_by_rendezvous_train_the_model_two_local_processes_train(tiny_
     reference, done = two_ranks
     assert done.returncode == 0
     params = tiny_params(train={"epochs": 2, "batch_size": 16, "nodes": 2, "rendezvous": f"127.0.0.1:{_free_port()}"})
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json")))
-    nodes = []
-    for k in range(2):
-        (tmp_path / f"node{k}").mkdir()
-        nodes.append(
-            subprocess.Popen(
-                _train_command(tiny_shards, tmp_path / f"node{k}", tmp_path / "params.yaml"),
-                cwd=REPO,
-                env=_env(tmp_path / f"node{k}"),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-        )
-    outputs = [node.communicate(timeout=600)[0] for node in nodes]
-    assert [node.returncode for node in nodes] == [0, 0], "\n".join(o[-3000:] for o in outputs)
+    outputs = _run_nodes(tiny_shards, tmp_path, params, 2)
     assert all("--nnodes=2 --rdzv-backend=c10d" in o for o in outputs)
     written = [k for k in range(2) if (tmp_path / f"node{k}/models/model.pt").exists()]
     assert len(written) == 1, "rank 0 alone writes the model"
@@ -135,6 +141,38 @@ def test_two_nodes_by_rendezvous_train_the_model_two_local_processes_train(tiny_
     assert two_nodes["world_size"] == one_node["world_size"] == 2
     for name, tensor in one_node["state_dict"].items():
         assert torch.equal(two_nodes["state_dict"][name], tensor), name
+
+
+def test_two_nodes_train_the_model_one_process_trains_on_the_same_batches(tiny_shards, tmp_path):
+    # With no batch statistics (ConvNeXt's LayerNorm normalises each image alone) and no random
+    # augmentation, two ranks of 16 take, step by step, the same 32 images as one process with
+    # batches of 32 (each epoch's permutation is dealt out like cards), and DDP's average of the
+    # two ranks' mean gradients is the one process's mean gradient. Only the order of the float
+    # additions differs (and, in an epoch's last batch, ranks of unequal size weigh their images
+    # a little differently), so the weights agree closely, not bit for bit: far closer than those
+    # of one process that took batches of 16 on the same data.
+    same = {"model": {"backbone": "convnext_atto"}, "augment": {"hflip": 0.0}}
+    runs = {}
+    for name, train in (
+        ("one", {"batch_size": 32}),
+        ("two", {"batch_size": 16, "nodes": 2, "rendezvous": f"127.0.0.1:{_free_port()}"}),
+        ("other", {"batch_size": 16}),
+    ):
+        folder = tmp_path / name
+        folder.mkdir()
+        _run_nodes(tiny_shards, folder, tiny_params(**same, train={"epochs": 2, **train}), 2 if name == "two" else 1)
+        written = list(folder.glob("node*/models/model.pt"))
+        assert len(written) == 1
+        runs[name] = models.load_checkpoint(written[0])
+    assert runs["two"]["world_size"] == 2 and runs["one"]["world_size"] == 1
+
+    def farthest(a: str, b: str) -> float:
+        weights = runs[a]["state_dict"].items()
+        return max((runs[b]["state_dict"][k] - v).abs().max().item() for k, v in weights if v.is_floating_point())
+
+    same_batches, other_batches = farthest("one", "two"), farthest("one", "other")
+    print(f"largest weight difference: two nodes {same_batches:.2e}, batches of 16 {other_batches:.2e}")
+    assert same_batches < 1e-3 and same_batches < other_batches / 50, (same_batches, other_batches)
 
 
 def test_launch_command_for_one_node_several_nodes_and_one_process():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 
 from flows import server
 from flows.dvcrun import planned_stages
+from flows.pool import wait_for_workers
 from flows.sweep import comparison, parse_grid, point_name, points
 from tests.browser import CHROMIUM, browser_page
 from tests.conftest import REPO
@@ -305,27 +307,9 @@ def test_no_stage_imports_prefect():
 
 
 def test_a_worker_started_by_the_flows_cli_joins_its_pool_on_the_projects_server(prefect, api):
-    import time
-
-    env = {k: v for k, v in ENV.items() if k != "PREFECT_API_URL"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "flows", "worker", "--pool", "remote-gpus", "--api-url", prefect["url"]],
-        cwd=REPO,
-        env={**env, "PREFECT_WORKER_HEARTBEAT_SECONDS": "2", "PREFECT_WORKER_QUERY_SECONDS": "2"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    process = _worker(prefect, "remote-gpus", REPO)
     try:
-        deadline, workers = time.time() + 120, []
-        while time.time() < deadline and not workers:
-            time.sleep(2)
-            try:
-                workers = api.client.read_workers_for_work_pool("remote-gpus")
-            except Exception:  # the pool does not exist until the worker has created it
-                workers = []
-        assert workers, "no worker joined the pool"
+        wait_for_workers(api.client, "remote-gpus", 1)
         assert api.client.read_work_pool("remote-gpus").type == "process"
     finally:
         os.killpg(process.pid, 15)
@@ -339,3 +323,158 @@ def test_a_server_on_every_address_advertises_this_machine_and_is_used_through_t
     assert env["PREFECT_API_URL"] == "http://127.0.0.1:4321/api"
     assert env["PREFECT_UI_API_URL"] == f"http://{socket.getfqdn()}:4321/api"
     assert server.server_env(tmp_path, 4321)["PREFECT_UI_API_URL"] == "http://127.0.0.1:4321/api"
+
+
+def test_a_failed_point_is_summed_up_by_the_stages_own_error():
+    from flows.clone import _reason
+
+    output = [
+        "Running stage 'train':",
+        "> python -m stages.train --shards data/shards",
+        "train: error: params.yaml: invalid parameters:",
+        "  loss.gamma: Input should be greater than or equal to 0",
+        "ERROR: failed to reproduce 'train': failed to run: python -m stages.train, exited with 1",
+    ]
+    assert _reason(output) == (
+        "train: error: params.yaml: invalid parameters: loss.gamma: Input should be greater than or equal to 0"
+    )
+    assert _reason(output[:2] + output[4:]).startswith("ERROR: failed to reproduce 'train'")
+    assert _reason([]) == "no output"
+
+
+def test_a_pool_sweep_needs_its_commit_on_the_git_remote(tmp_path):
+    from flows import clone
+
+    work, bare = tmp_path / "work", tmp_path / "origin.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    subprocess.run(["git", "init", "-q", str(work)], check=True)
+    (work / "a.txt").write_text("a")
+    _git(work, "add", "-A")
+    _git(work, "commit", "-qm", "one")
+    _git(work, "remote", "add", "origin", "../origin.git")
+    # A relative remote is made absolute: a point's clone lives in another folder.
+    url = clone.remote_url(work)
+    assert url == str(bare.resolve())
+    _git(work, "push", "-q", "origin", "HEAD:refs/heads/main")
+    clone.ensure_on_remote(work, url, clone.head_commit(work))
+    (work / "a.txt").write_text("b")
+    assert clone.uncommitted(work) == ["a.txt"]
+    _git(work, "commit", "-qam", "two, not pushed")
+    with pytest.raises(ValueError, match=r"does not have: push it first"):
+        clone.ensure_on_remote(work, url, clone.head_commit(work))
+    with pytest.raises(ValueError, match=r"no git remote 'upstream'"):
+        clone.remote_url(work, "upstream")
+    _git(work, "remote", "add", "web", "https://example.org/faceattrs.git")
+    assert clone.remote_url(work, "web") == "https://example.org/faceattrs.git"
+
+
+def _git(repo: Path, *args: str) -> str:
+    command = ["git", "-c", "user.email=t@t", "-c", "user.name=t", *args]
+    return subprocess.run(command, cwd=repo, capture_output=True, text=True, check=True).stdout
+
+
+def _worker(prefect, pool: str, cwd: Path) -> subprocess.Popen:
+    env = {k: v for k, v in ENV.items() if k != "PREFECT_API_URL"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "flows", "worker", "--pool", pool, "--api-url", prefect["url"], "--limit", "1"],
+        cwd=cwd,
+        env={**env, "PREFECT_WORKER_HEARTBEAT_SECONDS": "2", "PREFECT_WORKER_QUERY_SECONDS": "2"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def test_a_sweep_on_a_work_pool_runs_each_point_in_a_clone_and_its_experiments_come_home(
+    prefect, api, reproduced_repo, tmp_path
+):
+    from tests.conftest import copy_repo
+
+    template, _ = reproduced_repo
+    work = copy_repo(template, tmp_path / "work")
+    # The workers take the point flow from the git remote, so the project's flows travel with it.
+    shutil.copytree(REPO / "flows", work / "flows", ignore=shutil.ignore_patterns("__pycache__"))
+    bare = tmp_path / "origin.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    storage = tmp_path / "dvc-storage"
+    subprocess.run(["dvc", "remote", "add", "-d", "-f", "shared", str(storage)], cwd=work, env=ENV, check=True)
+    _git(work, "add", "-A")
+    _git(work, "commit", "-qm", "the flows, a shared DVC remote")
+    _git(work, "remote", "add", "origin", str(bare))
+    _git(work, "push", "-q", "origin", "HEAD:refs/heads/main")
+    pushed = subprocess.run(["dvc", "push"], cwd=work, env=ENV, capture_output=True, text=True)
+    assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+    params_before = (work / "params.yaml").read_bytes()
+    head_before = _git(work, "rev-parse", "HEAD")
+
+    workers = [_worker(prefect, "sweep-pool", tmp_path) for _ in range(2)]
+    try:
+        wait_for_workers(api.client, "sweep-pool", 2)
+        # gamma -1 is refused by the params schema when train runs: that point fails, the others complete.
+        result = _flows(
+            prefect,
+            "sweep",
+            "--pool",
+            "sweep-pool",
+            "-g",
+            "loss.gamma=[0,1,-1,2,3]",
+            "--prefix",
+            "p",
+            "--repo",
+            str(work),
+        )
+    finally:
+        for worker in workers:
+            os.killpg(worker.pid, 15)
+        logs = [worker.communicate(timeout=60)[0] for worker in workers]
+    assert result.returncode == 0, result.stdout + result.stderr + "\n".join(logs)
+
+    run = api.flow_runs("faceattrs-sweep")[0]
+    table = json.loads(api.artifacts(run.id)["sweep-comparison"].data)
+    good = {"p-gamma0", "p-gamma1", "p-gamma2", "p-gamma3"}
+    assert {r["experiment"] for r in table if r["status"] == "completed"} == good
+    assert table[-1]["experiment"] == "p-gamma-1" and table[-1]["status"].startswith("failed")
+    # The stage's own error, not only that the flow run failed.
+    assert "loss.gamma: Input should be greater than or equal to 0" in table[-1]["status"], table[-1]["status"]
+    assert "4 of 5 points completed; failed: p-gamma-1" in api.artifacts(run.id)["sweep-summary"].data
+    # Each point was its own flow run of the deployment, a child of the sweep, run by one of the two workers.
+    points = api.flow_runs("faceattrs-sweep-point")
+    mine = [p for p in points if p.name in good | {"p-gamma-1"}]
+    assert len(mine) == 5 and all(p.parent_task_run_id is not None for p in mine)
+    assert sum(p.state.type.value == "COMPLETED" for p in mine) == 4
+    done = next(p for p in mine if p.name == "p-gamma2")
+    steps = json.loads(api.artifacts(done.id)["sweep-point-steps"].data)
+    assert [row["step"] for row in steps] == ["git clone", "dvc exp run --pull", "dvc exp push"]
+    assert any("stages.train" in line for line in api.logs(done.id)), "the point's live DVC output is in its logs"
+
+    # The workspace that started the sweep is as it was.
+    assert (work / "params.yaml").read_bytes() == params_before
+    assert _git(work, "rev-parse", "HEAD") == head_before
+    assert _git(work, "status", "--porcelain", "--untracked-files=no").strip() == ""
+
+    # A third clone fetches the experiments from the git remote and sees their metrics.
+    third = tmp_path / "third"
+    subprocess.run(["git", "clone", "-q", "-b", "main", str(bare), str(third)], check=True)
+    pulled = subprocess.run(
+        ["dvc", "exp", "pull", "origin", *sorted(good)], cwd=third, env=ENV, capture_output=True, text=True
+    )
+    assert pulled.returncode == 0, pulled.stdout + pulled.stderr
+    shown = subprocess.run(["dvc", "exp", "show", "--json"], cwd=third, env=ENV, capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    experiments = {
+        exp.get("name"): exp["revs"][0]["data"]["metrics"]
+        for baseline in json.loads(shown.stdout)  # the workspace, then HEAD with its experiments
+        for exp in baseline.get("experiments") or []
+    }
+    assert set(experiments) >= good
+    by_name = {r["experiment"]: r for r in table}
+    for name in good:
+        evaluate = experiments[name]["reports/evaluate/metrics.json"]["data"]
+        assert evaluate["test"]["mean_accuracy"] == by_name[name]["test_mean_accuracy"]
+    # Their outputs reached the DVC remote: the third clone can check one out in full.
+    applied = subprocess.run(["dvc", "exp", "apply", "p-gamma2"], cwd=third, env=ENV, capture_output=True, text=True)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    checked = subprocess.run(["dvc", "pull", "train"], cwd=third, env=ENV, capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert (third / "data/models").is_dir() and any((third / "data/models").iterdir())
