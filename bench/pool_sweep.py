@@ -35,9 +35,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import machine
-from bench.full_scale import REPO, write_params
+from bench.full_scale import REPO, scratch_project
 from flows import server
-from flows.pool import wait_for_workers
 
 POOL = "bench-pool"
 GIT = ["git", "-c", "user.email=bench@faceattrs", "-c", "user.name=bench"]
@@ -56,14 +55,11 @@ def project(work: Path, images: int, overrides: list[str], env: dict) -> Path:
     """The scratch project, reproduced and committed, pushed to a bare git remote and a local DVC remote."""
     shutil.rmtree(work, ignore_errors=True)
     root = work / "project"
-    root.mkdir(parents=True)
-    for name in ("dvc.yaml", ".gitignore", "faceattrs", "stages", "flows", "plots"):
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(src, root / name)
-    write_params(root, [f"data.synthetic.num_images={images}", *overrides])
+    scratch_project(root, images, overrides)  # the code and params.yaml; the pipeline and flows below
+    for name in ("flows", "plots"):
+        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("dvc.yaml", ".gitignore"):
+        shutil.copy(REPO / name, root / name)
     sh(["git", "init", "-q", "-b", "main"], root, env)
     sh(["dvc", "init", "-q"], root, env)
     shutil.copytree(REPO / ".dvc/plots", root / ".dvc/plots", dirs_exist_ok=True)
@@ -88,7 +84,15 @@ def sweep(
     root: Path, env: dict, client, grid: str, prefix: str, workers: int, threads: int | None = None
 ) -> tuple[float, list[dict]]:
     """Wall seconds of one pool sweep with ``workers`` workers, and each point's flow run time and steps."""
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+    from prefect.client.schemas.filters import (  # Prefect reads its settings on import: after main sets them
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        ArtifactFilterKey,
+        FlowRunFilter,
+        FlowRunFilterName,
+    )
+
+    from flows.pool import wait_for_workers
 
     since = time.time()
     command = [sys.executable, "-m", "flows", "worker", "--pool", POOL, "--limit", "1"]
@@ -112,10 +116,16 @@ def sweep(
             os.killpg(process.pid, 15)
             process.wait(60)
     runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(like_=f"{prefix}-")))
+    found = client.read_artifacts(
+        artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[run.id for run in runs]),
+            key=ArtifactFilterKey(any_=["sweep-point-steps"]),
+        )
+    )
+    steps_of = {artifact.flow_run_id: json.loads(artifact.data) for artifact in found}
     points = []
     for run in sorted(runs, key=lambda r: r.name):
-        artifacts = [a for a in client.read_artifacts() if a.flow_run_id == run.id and a.key == "sweep-point-steps"]
-        steps = {row["step"]: row["seconds"] for row in json.loads(artifacts[-1].data)} if artifacts else {}
+        steps = {row["step"]: row["seconds"] for row in steps_of.get(run.id, [])}
         seconds = run.total_run_time.total_seconds()
         points.append({"point": run.name, "state": run.state.name, "run_s": seconds, **steps})
     return wall, points

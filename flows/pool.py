@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import httpx
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import WorkerStatus
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 from prefect.runner.storage import GitRepository
@@ -31,7 +32,7 @@ def check_pool(pool: str) -> int:
                 f"(python -m flows worker --pool {pool}), which creates it"
             ) from err
         workers = client.read_workers_for_work_pool(pool)
-    return sum(1 for worker in workers if str(getattr(worker, "status", "ONLINE")).upper().endswith("ONLINE"))
+    return sum(worker.status == WorkerStatus.ONLINE for worker in workers)
 
 
 def wait_for_workers(client, pool: str, count: int, since: float = 0.0, timeout: float = 120) -> None:
