@@ -103,6 +103,13 @@ def test_every_head(head):
     assert all(torch.isfinite(p.grad).all() for p in model.head.parameters() if p.grad is not None)
 
 
+@pytest.mark.parametrize("backbone", ["lcnet_050", "mobilenetv3_small_050", "ghostnet_050", "mobilenetv2_050"])
+def test_backbones_that_widen_their_features_after_pooling_get_a_head_that_fits(backbone):
+    # mobilenetv3-style backbones return head_hidden_size features, not num_features.
+    model = models.build_model(ModelParams(backbone=backbone, head="mlp", head_hidden=16), 5)
+    assert model(torch.randn(2, 3, 48, 40)).shape == (2, 5)
+
+
 @pytest.mark.parametrize("name", sorted(optim.OPTIMIZERS))
 def test_every_optimizer_takes_a_step(name):
     model = models.build_model(TINY, 3)
@@ -165,6 +172,18 @@ def test_local_weights_file_is_loaded(tmp_path):
     assert torch.allclose(model.backbone.conv1[0].weight, torch.full_like(model.backbone.conv1[0].weight, 0.123))
     with pytest.raises(InputError, match=r"model\.weights"):
         models.build_model(TINY.model_copy(update={"weights": str(tmp_path / "missing.pth")}), 40)
+
+
+def test_backbone_args_reach_timm_and_a_wrong_one_is_named():
+    narrow = models.build_model(
+        TINY.model_copy(update={"backbone_args": {"stem_width": 16, "channels": [32, 64, 128, 256]}}), 4
+    )
+    full = models.build_model(TINY, 4)
+    assert narrow.backbone.conv1[0].out_channels == 12 and narrow.backbone.layer4[0].conv1.out_channels == 256
+    assert narrow(torch.randn(2, 3, 40, 32)).shape == (2, 4)
+    assert sum(p.numel() for p in narrow.parameters()) < sum(p.numel() for p in full.parameters()) / 3
+    with pytest.raises(InputError, match=r"model\.backbone_args: resnet10t does not take \{'widht': 2\}"):
+        models.build_model(TINY.model_copy(update={"backbone_args": {"widht": 2}}), 4)
 
 
 def test_unknown_backbone_names_similar_ones():

@@ -217,6 +217,20 @@ def test_predictor_refuses_a_checkpoint_of_another_model(trained, tmp_path):
     models.load_checkpoint(out / "models" / "model.pt")
 
 
+def test_a_model_with_backbone_args_predicts_from_its_checkpoint_alone(tiny_shards, tmp_path):
+    narrow = {"backbone": "resnet10t", "backbone_args": {"stem_width": 16, "channels": [16, 32, 64, 128]}}
+    params = tiny_params(train={"epochs": 1, "limit_batches": 2}, model=narrow)
+    loop.train(params, tiny_shards, tmp_path / "m", tmp_path / "l", progress=False)
+    predictor = Predictor(tmp_path / "m" / "model.pt")
+    assert predictor.model.backbone.layer4[0].conv1.out_channels == 128
+    assert predictor.logits(torch.zeros(2, 3, 40, 32, dtype=torch.uint8)).shape == (2, 40)
+    ckpt = torch.load(tmp_path / "m" / "model.pt", weights_only=True)
+    ckpt["model_params"]["backbone_args"] = None  # the same weights claimed for the full-width model
+    torch.save(ckpt, tmp_path / "other.pt")
+    with pytest.raises(InputError, match="backbone_args: checkpoint has"):
+        Predictor(tmp_path / "other.pt")
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_training_on_the_gpu_with_bf16_and_channels_last(tiny_shards, tmp_path):
@@ -227,6 +241,23 @@ def test_training_on_the_gpu_with_bf16_and_channels_last(tiny_shards, tmp_path):
     assert Predictor(tmp_path / "m" / "model.pt", "cuda").logits(
         torch.zeros(2, 3, 40, 32, dtype=torch.uint8)
     ).shape == (2, 40)
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_the_cpu_step_runs_in_fp32_in_the_memory_layout_asked(channels_last):
+    # bf16 is a GPU setting: on the CPU its autocast was slow without AMX and not deterministic with it.
+    params = tiny_params(train={"precision": "bf16", "channels_last": channels_last})
+    ctx = loop.build(params, np.full(40, 0.5), torch.device("cpu"), 40)
+    seen = []
+    first_conv = next(m for m in ctx.model.modules() if isinstance(m, torch.nn.Conv2d))
+    first_conv.register_forward_hook(lambda module, args, out: seen.append((args[0], out)))
+    images = torch.randint(0, 256, (4, 3, 40, 32), dtype=torch.uint8)
+    loss, logits = loop.model_step(ctx, images, torch.zeros(4, 40, dtype=torch.int8), train=True)
+    (x, out), *_ = seen
+    assert out.dtype == torch.float32 and logits.dtype == torch.float32 and torch.isfinite(loss)
+    assert x.is_contiguous(memory_format=torch.channels_last) == channels_last
+    assert x.is_contiguous() != channels_last
+    assert first_conv.weight.is_contiguous(memory_format=torch.channels_last) == channels_last
 
 
 def test_early_stopping_stops_when_val_accuracy_stalls(tiny_shards, tmp_path, monkeypatch):

@@ -9,7 +9,7 @@ keeps the two equal. An unknown key, a wrong type or an unknown choice is a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -215,6 +215,11 @@ class ModelParams(Section):
     """The network: a timm backbone and an attribute head."""
 
     backbone: str = Field("resnet10t", description="any timm model name")
+    backbone_args: dict[str, Any] | None = Field(
+        None,
+        description="more keyword arguments for timm.create_model, e.g. {drop_path_rate: 0.1}; "
+        "a resnet's widths: {stem_width: 16, channels: [32, 64, 128, 256]}",
+    )
     pretrained: bool = Field(False, description="ImageNet weights through timm (needs the hub, or model.weights)")
     weights: str | None = Field(None, description="a local weights file for the backbone, for offline machines")
     head: Literal["linear", "mlp", "per_attribute"] = "linear"
@@ -320,11 +325,13 @@ class ScheduleParams(Section):
 class TrainParams(Section):
     """The training run: length, batches, seed, device and processes."""
 
-    epochs: int = Field(12, ge=1)
+    epochs: int = Field(11, ge=1)
     batch_size: int = Field(64, ge=1)
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    workers: int = Field(1, ge=0, description="loader processes")
+    workers: int = Field(
+        0, ge=0, description="loader processes; 0 decodes in the training process, best on a few CPU cores"
+    )
     early_stopping: int = Field(
         0, ge=0, description="stop after this many epochs without a better val mean accuracy; 0 never"
     )
@@ -332,6 +339,9 @@ class TrainParams(Section):
         0.0, ge=0, lt=1, description="decay per step of a weight average that is validated and saved; 0: none"
     )
     compile: bool = False
+    channels_last: bool = Field(
+        True, description="NHWC memory layout for images and weights: faster convolutions on GPUs and on many CPUs"
+    )
     limit_batches: int = Field(0, ge=0, description="batches per epoch at most (0: all); for smoke runs")
     processes: int = Field(1, ge=1, description=">1: data-parallel under torchrun, one process per GPU")
     nodes: int = Field(1, ge=1, description="machines, each running the train stage's command; >1 needs rendezvous")
@@ -343,7 +353,9 @@ class TrainParams(Section):
         "loader", description="device decodes the shards' JPEGs on the GPU (nvJPEG) instead of in the loader"
     )
     precision: Literal["bf16", "fp32"] = Field(
-        "bf16", description="autocast on a GPU; the CPU computes in fp32 (its bf16 autocast ran 30x slower)"
+        "bf16",
+        description="autocast on a GPU; the CPU computes in fp32 (its bf16 autocast ran 30x slower without AMX, "
+        "and with AMX gave a different model each run)",
     )
 
     @model_validator(mode="after")

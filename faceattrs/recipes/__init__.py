@@ -53,7 +53,7 @@ def overrides(recipe: dict, prefix: str = "") -> list[str]:
 
 def _is_leaf_section(path: str) -> bool:
     """Optional sections that are null in params.yaml must be set whole, not key by key."""
-    return path in {"augment.affine", "augment.random_resized_crop", "augment.color_jitter"}
+    return path in {"augment.affine", "augment.random_resized_crop", "augment.color_jitter", "model.backbone_args"}
 
 
 def _hydra(value) -> str:

@@ -107,7 +107,7 @@ def model_step(ctx: Context, images: torch.Tensor, labels: torch.Tensor, train: 
     mixing = train and ctx.params.augment.mixup_alpha > 0
     if mixing:
         x, lam, perm = augment.mixup(x, ctx.params.augment.mixup_alpha, ctx.generator)
-    if ctx.device.type == "cuda":
+    if ctx.params.train.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     with ctx.autocast:
         logits = ctx.model(x).float()
@@ -226,7 +226,7 @@ def seed_epoch(seed: int, epoch: int, device: torch.device) -> torch.Generator:
 
 def build(params: Params, positive_rates: np.ndarray, device: torch.device, n_outputs: int):
     model = models.build_model(params.model, n_outputs).to(device)
-    if device.type == "cuda":
+    if params.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     mean, std = models.normalization(model)
     loss = AttributeLoss(params.loss, torch.as_tensor(positive_rates)).to(device)

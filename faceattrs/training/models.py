@@ -71,7 +71,7 @@ class AttributeNet(nn.Module):
 
 
 def create_backbone(params: ModelParams) -> nn.Module:
-    kwargs = {"num_classes": 0}
+    kwargs = {**(params.backbone_args or {}), "num_classes": 0}
     if params.weights:
         path = Path(params.weights)
         if not path.is_file():
@@ -79,6 +79,12 @@ def create_backbone(params: ModelParams) -> nn.Module:
         kwargs["pretrained_cfg_overlay"] = {"file": str(path), "hf_hub_id": None, "url": None}
     try:
         return timm.create_model(params.backbone, pretrained=params.pretrained or bool(params.weights), **kwargs)
+    except TypeError as err:  # a keyword the model's constructor does not take
+        if not params.backbone_args:
+            raise
+        raise InputError(
+            f"model.backbone_args: {params.backbone} does not take {params.backbone_args} ({err})"
+        ) from None
     except RuntimeError as err:
         if "Unknown model" in str(err):
             close = difflib.get_close_matches(params.backbone.split(".")[0], timm.list_models(), n=6, cutoff=0.6)
@@ -91,7 +97,10 @@ def create_backbone(params: ModelParams) -> nn.Module:
 def build_model(params: ModelParams, outputs: int) -> AttributeNet:
     make_head = choose(HEADS, params.head, "head")
     backbone = create_backbone(params)
-    head = make_head(backbone.num_features, outputs, params)
+    # What the backbone returns: past its pooling, mobilenetv3, lcnet and ghostnet widen the features
+    # again (head_hidden_size), so num_features alone would size the head wrong for them.
+    features = getattr(backbone, "head_hidden_size", None) or backbone.num_features
+    head = make_head(features, outputs, params)
     blocks = [m for name, m in backbone.named_children()]
     if params.freeze_blocks > len(blocks):
         raise InputError(
@@ -113,6 +122,8 @@ def signature(params: ModelParams, target_names: tuple[str, ...]) -> dict:
     """What must match for a checkpoint to load into a model."""
     return {
         "backbone": params.backbone,
+        # None when empty, as in checkpoints from before backbone_args existed.
+        "backbone_args": params.backbone_args or None,
         "head": params.head,
         "head_hidden": params.head_hidden if params.head == "mlp" else None,
         "targets": list(target_names),
