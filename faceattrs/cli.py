@@ -2,7 +2,7 @@
 
 faceattrs predict photo.jpg            # a table for one image
 faceattrs predict photos/ --out preds  # files for a folder (or a shard folder)
-faceattrs recipe [NAME [--run]]
+faceattrs recipe [NAME [--run] [-S KEY=VALUE ...]]
 """
 
 from __future__ import annotations
@@ -54,8 +54,8 @@ def recipe(args: argparse.Namespace) -> None:
         for name, path in recipes.available().items():
             print(f"{name:<32} {path.read_text().splitlines()[0].lstrip('# ')}")
         return
-    recipes.resolve(args.name, args.params)  # refuse a recipe the schema would reject, before DVC runs
-    command = recipes.command(args.name)
+    recipes.resolve(args.name, args.params, args.sets)  # refuse what the schema would reject, before DVC runs
+    command = recipes.command(args.name, args.sets)
     print(shlex.join(command))
     if args.execute:
         sys.exit(subprocess.call(command))
@@ -102,6 +102,16 @@ def main(argv: list[str] | None = None) -> None:
         "--run", dest="execute", action="store_true", help="run the experiment instead of printing its command"
     )
     r.add_argument("--params", type=Path, default=Path("params.yaml"))
+    r.add_argument(
+        "-S",
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="another override after the recipe's, as `dvc exp run -S` takes it (repeatable), "
+        "e.g. -S data.source=local -S data.local.path=/data/celeba",
+    )
     r.set_defaults(run=recipe)
     c = sub.add_parser("params", help="check params.yaml against the schema, or print the defaults")
     c.add_argument("--defaults", action="store_true", help="print the schema's defaults as a commented params.yaml")

@@ -5,11 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
 from faceattrs import recipes
-from faceattrs.core.params import parse_params
+from faceattrs.core.params import Params, parse_params
 from faceattrs.training import models, optim, targets
 from faceattrs.training.losses import AttributeLoss
 from tests.conftest import REPO
@@ -78,3 +79,88 @@ def test_recipe_command_lists_and_prints():
         [sys.executable, "-m", "faceattrs.cli", "recipe", "nope"], capture_output=True, text=True, cwd=REPO
     )
     assert bad.returncode == 1 and "unknown recipe 'nope'; valid:" in bad.stderr
+
+
+def test_extra_overrides_follow_the_recipe_and_replace_its_own_keys(tmp_path, monkeypatch):
+    extra = ["data.source=local", "data.local.path=/data/celeba", "optimizer.name=adam", "train.epochs=3"]
+    params = recipes.resolve("resnext50-mse-adamax", REPO / "params.yaml", extra)
+    assert params.data.source == "local" and params.data.local.path == "/data/celeba"
+    assert params.optimizer.name == "adam" and params.train.epochs == 3 and params.loss.name == "mse"
+    command = recipes.command("resnext50-mse-adamax", extra)
+    sets = [command[i + 1] for i, arg in enumerate(command) if arg == "-S"]
+    assert sets[-4:] == extra and "optimizer.name=adamax" not in sets and "loss.name=mse" in sets
+
+    from faceattrs import cli
+
+    ran = []
+    monkeypatch.setattr(subprocess, "call", lambda cmd: ran.append(cmd) or 0)
+    with pytest.raises(SystemExit) as done:
+        cli.main(
+            ["recipe", "resnext50-mse-adamax", "--run", "--params", str(REPO / "params.yaml")]
+            + [a for item in extra for a in ("-S", item)]
+        )
+    assert done.value.code == 0 and ran == [command]
+
+
+def test_a_bad_extra_override_is_refused_before_dvc_runs(monkeypatch, capsys):
+    from faceattrs import cli
+
+    ran = []
+    monkeypatch.setattr(subprocess, "call", lambda cmd: ran.append(cmd) or 0)
+    for bad, message in (
+        ("loss.gamma=-1", "loss.gamma: Input should be greater than or equal to 0"),
+        ("loss.gama=1", "recipe resnext50-mse-adamax: -S loss.gama=1: Could not override 'loss.gama'"),
+    ):
+        with pytest.raises(SystemExit) as done:
+            cli.main(["recipe", "resnext50-mse-adamax", "--run", "--params", str(REPO / "params.yaml"), "-S", bad])
+        assert done.value.code == 1 and message in capsys.readouterr().err
+    assert ran == []
+
+
+def reduced(name: str) -> Params:
+    """A recipe at a scale this machine runs in seconds: images and crops a quarter of the size, batches
+    of 16, two an epoch, no pretrained weights; every other choice as the recipe makes it."""
+    params = recipes.resolve(name, REPO / "params.yaml")
+
+    def quarter(size):
+        return [max(8, round(v / 4)) for v in size] if size else None
+
+    model = {"pretrained": False, "input_size": quarter(params.model.input_size)}
+    if params.model.backbone.startswith("vit_"):  # a ViT's position embedding is built for one image size
+        seen = params.model.input_size or params.preprocess.size
+        model["backbone_args"] = {**(params.model.backbone_args or {}), "img_size": quarter(seen)}
+    raw = params.model_dump(mode="json")
+    raw["model"].update(model)
+    raw["preprocess"].update(size=quarter(params.preprocess.size), workers=1)
+    raw["augment"]["center_crop"] = quarter(params.augment.center_crop)
+    raw["train"].update(epochs=2, batch_size=16, limit_batches=2, workers=0)
+    return parse_params(raw, f"reduced recipe {name}")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_recipe_trains_evaluates_and_predicts_end_to_end(name, synthetic_raw, tmp_path):
+    from faceattrs.cleaning.clean import load_raw
+    from faceattrs.data import shards
+    from faceattrs.data.archive import ImageArchive
+    from faceattrs.evaluation.evaluate import evaluate
+    from faceattrs.prediction import outputs
+    from faceattrs.prediction.predictor import Predictor
+    from faceattrs.synthetic.truth import read_truth
+    from faceattrs.training.loop import train
+
+    params = reduced(name)
+    frame = load_raw(synthetic_raw).drop(index=list(read_truth(synthetic_raw)["unreadable"]))
+    frame["split"] = frame["partition"].map({0: "train", 1: "val", 2: "test"})
+    shards.write_splits(frame, ImageArchive.of(synthetic_raw), tmp_path / "shards", params.preprocess, progress=False)
+    summary = train(params, tmp_path / "shards", tmp_path / "models", tmp_path / "live", progress=False)
+    assert summary["epochs"] == 2
+    results = evaluate(tmp_path / "models" / "model.pt", tmp_path / "shards", params.evaluate)
+    target = targets.from_params(params.target.attributes, params.target.expression)
+    assert results["targets"] == list(target.names)
+    predictor = Predictor(tmp_path / "models" / "model.pt", tta=params.evaluate.tta)
+    index, logits = outputs.predict_paths(predictor, [tmp_path / "shards"])
+    assert logits.shape == (int(frame["split"].eq("test").sum()), len(target.names))
+    assert np.isfinite(logits).all()
+    predicted = outputs.predictions_frame(index, logits, predictor.targets, results["thresholds"])
+    written = outputs.write_predictions(predicted, predictor.targets, tmp_path / "predictions")
+    assert len(written["csv"].read_text().splitlines()) == len(index) + 1

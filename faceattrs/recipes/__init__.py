@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
 
 from faceattrs.core.errors import UnknownChoice
-from faceattrs.core.params import Params, parse_params
+from faceattrs.core.params import Params, ParamsError, parse_params
 
 # Package data, so an installed faceattrs has its recipes wherever it runs.
 RECIPE_DIR = Path(__file__).resolve().parent
@@ -34,9 +36,27 @@ def _merge(base: dict, override: dict) -> dict:
     return out
 
 
-def resolve(name: str, params_file: Path, folder: Path = RECIPE_DIR) -> Params:
-    """The params a recipe runs with: params.yaml with the recipe's overrides, validated."""
-    return parse_params(_merge(yaml.safe_load(params_file.read_text()), load(name, folder)), f"recipe {name}")
+def resolve(name: str, params_file: Path, extra: Sequence[str] = (), folder: Path = RECIPE_DIR) -> Params:
+    """The params a recipe runs with: params.yaml with the recipe's overrides, then ``extra``, validated.
+
+    ``extra`` are ``-S`` overrides, applied by DVC's own parser so they mean here
+    what they will mean to ``dvc exp run``.
+    """
+    raw = _merge(yaml.safe_load(params_file.read_text()), load(name, folder))
+    if extra:
+        from dvc.exceptions import InvalidArgumentError
+        from dvc.utils.hydra import apply_overrides
+
+        with tempfile.TemporaryDirectory(prefix="faceattrs-recipe-") as tmp:
+            merged = Path(tmp) / "params.yaml"
+            merged.write_text(yaml.safe_dump(raw, sort_keys=False))
+            for item in extra:  # one by one, so an error names the override that caused it
+                try:
+                    apply_overrides(str(merged), [item])
+                except InvalidArgumentError as err:
+                    raise ParamsError(f"recipe {name}: -S {item}: {err.__cause__ or err}") from None
+            raw = yaml.safe_load(merged.read_text())
+    return parse_params(raw, f"recipe {name}")
 
 
 def overrides(recipe: dict, prefix: str = "") -> list[str]:
@@ -68,5 +88,8 @@ def _hydra(value) -> str:
     return str(value)
 
 
-def command(name: str, folder: Path = RECIPE_DIR) -> list[str]:
-    return ["dvc", "exp", "run", "-n", name] + [arg for o in overrides(load(name, folder)) for arg in ("-S", o)]
+def command(name: str, extra: Sequence[str] = (), folder: Path = RECIPE_DIR) -> list[str]:
+    """``dvc exp run`` with the recipe's overrides, then ``extra``; a key set in ``extra`` replaces the recipe's."""
+    mine = {item.partition("=")[0].lstrip("+") for item in extra}
+    kept = [o for o in overrides(load(name, folder)) if o.partition("=")[0] not in mine]
+    return ["dvc", "exp", "run", "-n", name] + [arg for o in [*kept, *extra] for arg in ("-S", o)]
