@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+import timm
 import torch
 
 from faceattrs import recipes
@@ -137,6 +139,18 @@ def reduced(name: str) -> Params:
     return parse_params(raw, f"reduced recipe {name}")
 
 
+def weights_file(backbone: str, folder: Path) -> tuple[Path, str]:
+    """The backbone's own architecture saved as a weights file, its first convolution set to 0.125
+    so the test can tell the file's weights from a fresh initialisation; and that tensor's name."""
+    source = timm.create_model(backbone, pretrained=False)
+    state = source.state_dict()
+    first = next(k for k, v in state.items() if k.endswith("weight") and v.ndim == 4)
+    state[first] = torch.full_like(state[first], 0.125)
+    path = folder / f"{backbone}.pth"
+    torch.save(state, path)
+    return path, first
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_every_recipe_trains_evaluates_and_predicts_end_to_end(name, synthetic_raw, tmp_path):
     from faceattrs.cleaning.clean import load_raw
@@ -148,7 +162,12 @@ def test_every_recipe_trains_evaluates_and_predicts_end_to_end(name, synthetic_r
     from faceattrs.synthetic.truth import read_truth
     from faceattrs.training.loop import train
 
+    # Its ImageNet weights through model.weights, the path an offline machine takes, from a file written here.
+    weights, first = weights_file(recipes.resolve(name, REPO / "params.yaml").model.backbone, tmp_path)
     params = reduced(name)
+    params = params.model_copy(update={"model": params.model.model_copy(update={"weights": str(weights)})})
+    start = models.build_model(params.model, 1).backbone.state_dict()[first]
+    assert torch.equal(start, torch.full_like(start, 0.125))
     frame = load_raw(synthetic_raw).drop(index=list(read_truth(synthetic_raw)["unreadable"]))
     frame["split"] = frame["partition"].map({0: "train", 1: "val", 2: "test"})
     shards.write_splits(frame, ImageArchive.of(synthetic_raw), tmp_path / "shards", params.preprocess, progress=False)
