@@ -10,7 +10,7 @@ from faceattrs.cleaning import duplicates, label_errors
 from faceattrs.core import params as schema
 from faceattrs.core.params_file import render
 from faceattrs.data import sources, splits
-from faceattrs.training import augment, losses, models, optim
+from faceattrs.training import augment, loop, losses, models, optim
 from tests.conftest import REPO
 from tools import stage_deps
 
@@ -37,6 +37,7 @@ REGISTRIES = [
     (schema.OptimizerParams, "name", optim.OPTIMIZERS),
     (schema.ScheduleParams, "name", optim.SCHEDULES),
     (schema.LabelsParams, "policy", label_errors.POLICIES),
+    (schema.TrainParams, "monitor", loop.MONITORS),
 ]
 
 

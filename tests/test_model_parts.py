@@ -85,6 +85,45 @@ def test_every_augmentation_on_a_tiny_batch(name):
         assert not torch.equal(a, plain), f"{name} changed nothing"
 
 
+def test_affine_applies_to_the_share_of_images_it_is_given():
+    x = torch.randint(0, 256, (64, 3, 40, 32), dtype=torch.uint8)
+    zero, one = torch.zeros(3), torch.ones(3)
+    plain = augment.prepare(x, AugmentParams(hflip=0.0), zero, one, None, False)
+    changed = {}
+    for p in (0.0, 0.5, 1.0):
+        params = AugmentParams(hflip=0.0, affine={"degrees": 20, "translate": 0.1, "p": p})
+        out = augment.prepare(x, params, zero, one, torch.Generator().manual_seed(0), True)
+        changed[p] = int(((out - plain).abs().amax(dim=(1, 2, 3)) > 1e-4).sum())
+    assert changed[0.0] == 0 and changed[1.0] == 64 and 20 <= changed[0.5] <= 44
+
+
+def test_contrast_keeps_each_images_mean_grey_and_scales_its_spread():
+    x = torch.randint(40, 216, (16, 3, 40, 32), dtype=torch.uint8)
+    zero, one = torch.zeros(3), torch.ones(3)
+    params = AugmentParams(hflip=0.0, color_jitter={"contrast": 0.4})
+    out = augment.prepare(x, params, zero, one, torch.Generator().manual_seed(0), True)
+    before = x.float() / 255
+
+    def grey(t):
+        return 0.299 * t[:, 0] + 0.587 * t[:, 1] + 0.114 * t[:, 2]
+
+    assert torch.allclose(grey(out).mean(dim=(1, 2)), grey(before).mean(dim=(1, 2)), atol=1e-5)
+    ratio = grey(out).std(dim=(1, 2)) / grey(before).std(dim=(1, 2))
+    assert ((ratio > 0.6 - 1e-4) & (ratio < 1.4 + 1e-4)).all() and ratio.std() > 0.05
+
+
+def test_pca_lighting_shifts_each_image_by_one_colour_along_imagenets_eigenvectors():
+    x = torch.full((32, 3, 8, 8), 128, dtype=torch.uint8)
+    zero, one = torch.zeros(3), torch.ones(3)
+    out = augment.prepare(x, AugmentParams(hflip=0.0, pca_lighting=0.1), zero, one, torch.Generator(), True)
+    shift = out - 128 / 255
+    assert torch.allclose(shift, shift[:, :, :1, :1].expand_as(shift), atol=1e-6)  # one colour per image
+    colour = shift[:, :, 0, 0]
+    vectors = torch.tensor(augment.PCA_EIGENVECTORS)
+    alpha = colour @ vectors / torch.tensor(augment.PCA_EIGENVALUES)  # back to the drawn coefficients
+    assert 0.05 < alpha.std().item() < 0.15 and colour.abs().max() > 0
+
+
 def test_centre_crop_and_flip_are_exact():
     x = torch.randint(0, 256, (2, 3, 40, 32), dtype=torch.uint8)
     zero, one = torch.zeros(3), torch.ones(3)

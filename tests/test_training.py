@@ -275,6 +275,30 @@ def test_early_stopping_stops_when_val_accuracy_stalls(tiny_shards, tmp_path, mo
     assert result["epochs"] == 2 and result["best_epoch"] == 1
 
 
+def test_the_monitor_picks_the_kept_epoch_and_stops_on_val_loss(tiny_shards, tmp_path, monkeypatch):
+    # Val accuracy rises every epoch while val loss is best at epoch 2: the monitor decides which counts.
+    real, calls = loop.run_epoch, {"val": 0}
+
+    def scripted(*args, **kwargs):
+        result = real(*args, **kwargs)
+        if kwargs.get("optimizer") or len(args) > 2:
+            return result
+        calls["val"] += 1
+        n = calls["val"]
+        return {**result, "mean_accuracy": 0.5 + 0.01 * n, "loss": {1: 0.6, 2: 0.4}.get(n, 0.5)}
+
+    monkeypatch.setattr(loop, "run_epoch", scripted)
+    params = tiny_params(train={"epochs": 5, "early_stopping": 2, "monitor": "val_loss"})
+    result = loop.train(params, tiny_shards, tmp_path / "loss", tmp_path / "l1", progress=False)
+    assert result["epochs"] == 4 and result["best_epoch"] == 2
+    assert result["best_val_mean_accuracy"] == pytest.approx(0.52)
+    assert torch.load(tmp_path / "loss" / "model.pt", weights_only=True)["epoch"] == 2
+    calls["val"] = 0
+    params = tiny_params(train={"epochs": 4, "early_stopping": 2, "monitor": "val_accuracy"})
+    result = loop.train(params, tiny_shards, tmp_path / "acc", tmp_path / "l2", progress=False)
+    assert result["epochs"] == 4 and result["best_epoch"] == 4
+
+
 def test_changed_training_code_starts_over(tiny_shards, trained, tmp_path, monkeypatch):
     out, _ = trained
     models_dir = tmp_path / "models"

@@ -272,6 +272,7 @@ class AffineParams(Section):
     degrees: float = Field(0.0, ge=0, le=180)
     translate: float = Field(0.0, ge=0, le=0.5)
     scale: tuple[float, float] = (1.0, 1.0)
+    p: float = Field(1.0, ge=0, le=1, description="the share of images it applies to")
 
 
 class ResizedCropParams(Section):
@@ -281,6 +282,7 @@ class ResizedCropParams(Section):
 
 class ColorJitterParams(Section):
     brightness: float = Field(0.0, ge=0, le=1)
+    contrast: float = Field(0.0, ge=0, le=1)
     saturation: float = Field(0.0, ge=0, le=1)
     hue: float = Field(0.0, ge=0, le=0.5)
 
@@ -289,10 +291,13 @@ class AugmentParams(Section):
     """Augmentations, applied per image on the device to uint8 batches."""
 
     hflip: float = Field(0.5, ge=0, le=1)
-    affine: AffineParams | None = Field(None, description="{degrees, translate, scale: [low, high]}")
+    affine: AffineParams | None = Field(None, description="{degrees, translate, scale: [low, high], p}")
     random_resized_crop: ResizedCropParams | None = Field(None, description="{scale: [low, high], ratio: [low, high]}")
     center_crop: tuple[int, int] | None = Field(None, description="[height, width], in training and evaluation alike")
-    color_jitter: ColorJitterParams | None = Field(None, description="{brightness, saturation, hue}")
+    color_jitter: ColorJitterParams | None = Field(None, description="{brightness, contrast, saturation, hue}")
+    pca_lighting: float = Field(
+        0.0, ge=0, le=1, description="std of AlexNet's PCA lighting noise (FancyPCA) along ImageNet's RGB eigenvectors"
+    )
     noise_std: float = Field(0.0, ge=0, le=1)
     erasing: float = Field(0.0, ge=0, le=1)
     mixup_alpha: float = Field(0.0, ge=0)
@@ -332,8 +337,10 @@ class TrainParams(Section):
     workers: int = Field(
         0, ge=0, description="loader processes; 0 decodes in the training process, best on a few CPU cores"
     )
-    early_stopping: int = Field(
-        0, ge=0, description="stop after this many epochs without a better val mean accuracy; 0 never"
+    early_stopping: int = Field(0, ge=0, description="stop after this many epochs without a better monitor; 0 never")
+    monitor: Literal["val_accuracy", "val_loss"] = Field(
+        "val_accuracy",
+        description="what picks the epoch whose weights are kept, early stopping and the plateau schedule read",
     )
     ema: float = Field(
         0.0, ge=0, lt=1, description="decay per step of a weight average that is validated and saved; 0: none"

@@ -21,9 +21,11 @@ from faceattrs.core.params import AugmentParams
 AUGMENTATIONS = {
     "hflip": {"hflip": 0.5},
     "affine": {"affine": {"degrees": 10, "translate": 0.05, "scale": (0.9, 1.1)}},
+    "affine_sometimes": {"affine": {"degrees": 10, "translate": 0.05, "scale": (0.9, 1.1), "p": 0.5}},
     "random_resized_crop": {"random_resized_crop": {"scale": (0.7, 1.0), "ratio": (0.75, 1.333)}},
     "center_crop": {"center_crop": (48, 40)},
-    "color_jitter": {"color_jitter": {"brightness": 0.3, "saturation": 0.3, "hue": 0.05}},
+    "color_jitter": {"color_jitter": {"brightness": 0.3, "contrast": 0.3, "saturation": 0.3, "hue": 0.05}},
+    "pca_lighting": {"pca_lighting": 0.1},
     "noise": {"noise_std": 0.05},
     "erasing": {"erasing": 0.5},
     "mixup": {"mixup_alpha": 0.2},
@@ -73,6 +75,10 @@ def geometric(x: torch.Tensor, params: AugmentParams, gen: torch.Generator | Non
         zoom = _uniform(gen, b, *a.scale, dev)
         shift_x = _uniform(gen, b, -a.translate, a.translate, dev) * w
         shift_y = _uniform(gen, b, -a.translate, a.translate, dev) * h
+        if a.p < 1:  # the others keep the identity
+            on = torch.rand(b, generator=gen, device=dev) < a.p
+            angle, shift_x, shift_y = angle * on, shift_x * on, shift_y * on
+            zoom = torch.where(on, zoom, 1.0)
     # Output pixel q (from the output centre) -> input pixel p: p = R(angle) / zoom * flip * S q + shift + centre.
     sx, sy = crop_w / out_w * flip, crop_h / out_h
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
@@ -92,6 +98,10 @@ def color_jitter(x: torch.Tensor, params: AugmentParams, gen) -> torch.Tensor:
     b, dev = x.shape[0], x.device
     if cj.brightness:
         x = x * _uniform(gen, b, 1 - cj.brightness, 1 + cj.brightness, dev).view(b, 1, 1, 1)
+    if cj.contrast:  # towards or away from each image's mean grey, as torchvision's adjust_contrast
+        mean = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).mean(dim=(1, 2)).view(b, 1, 1, 1)
+        c = _uniform(gen, b, 1 - cj.contrast, 1 + cj.contrast, dev).view(b, 1, 1, 1)
+        x = mean + (x - mean) * c
     if cj.saturation:
         grey = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
         s = _uniform(gen, b, 1 - cj.saturation, 1 + cj.saturation, dev).view(b, 1, 1, 1)
@@ -106,6 +116,21 @@ def color_jitter(x: torch.Tensor, params: AugmentParams, gen) -> torch.Tensor:
         m = torch.linalg.inv(yiq) @ rot @ yiq
         x = torch.einsum("bij,bjhw->bihw", m, x)
     return x
+
+
+# ImageNet's RGB covariance, for pixels in [0, 1]: eigenvalues and eigenvectors (columns), as AlexNet's
+# PCA lighting noise uses them (the figures of fb.resnet.torch and fastai).
+PCA_EIGENVALUES = (0.2175, 0.0188, 0.0045)
+PCA_EIGENVECTORS = ((-0.5675, 0.7192, 0.4009), (-0.5808, -0.0045, -0.8140), (-0.5836, -0.6948, 0.4203))
+
+
+def pca_lighting(x: torch.Tensor, std: float, gen) -> torch.Tensor:
+    """AlexNet's lighting noise: each image shifted by eigvec @ (alpha * eigval), alpha ~ N(0, std) per component."""
+    b, dev = x.shape[0], x.device
+    alpha = torch.randn(b, 3, generator=gen, device=dev) * std
+    vectors = torch.tensor(PCA_EIGENVECTORS, device=dev)
+    shift = (alpha * torch.tensor(PCA_EIGENVALUES, device=dev)) @ vectors.T
+    return x + shift.view(b, 3, 1, 1)
 
 
 def erase(x: torch.Tensor, p: float, gen) -> torch.Tensor:
@@ -147,6 +172,8 @@ def prepare(
         x = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
     if train and params.color_jitter:
         x = color_jitter(x, params, gen)
+    if train and params.pca_lighting:
+        x = pca_lighting(x, params.pca_lighting, gen)
     if train and params.noise_std:
         x = x + params.noise_std * torch.randn(x.shape, generator=gen, device=x.device)
     x = (x.clamp(0, 1) - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)

@@ -25,7 +25,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from faceattrs.core.atomic import atomic_file
-from faceattrs.core.errors import Diverged, InputError
+from faceattrs.core.errors import Diverged, InputError, choose
 from faceattrs.core.params import Params
 from faceattrs.core.provenance import provenance
 from faceattrs.training import augment, distributed, models, optim
@@ -35,6 +35,13 @@ from faceattrs.training.loader import ShardDataset, decode_batch, loader
 from faceattrs.training.losses import AttributeLoss
 
 TRAIN_SECTIONS = ("model", "target", "loss", "augment", "optimizer", "schedule", "train")
+
+# train.monitor: a score of the validation pass, higher is better, that picks the epoch whose
+# weights are kept and that early stopping and the plateau schedule read.
+MONITORS = {
+    "val_accuracy": lambda val: val["mean_accuracy"],
+    "val_loss": lambda val: -val["loss"],
+}
 
 
 def resolve_device(choice: str) -> torch.device:
@@ -294,7 +301,8 @@ def train(
     sign = models.signature(params.model, target.names)
     key = fingerprint(params, shard_dir, labels_file)
 
-    state = {"epoch": 0, "best": -1.0, "best_epoch": -1, "stale": 0}
+    monitor = choose(MONITORS, tp.monitor, "train.monitor")
+    state = {"epoch": 0, "best": -math.inf, "best_accuracy": 0.0, "best_epoch": -1, "stale": 0}
     last = out_dir / "last.pt"
     resumed = False
     if last.exists():
@@ -366,12 +374,14 @@ def train(
             val = run_epoch(
                 _evaluating(ctx), val_data, desc="val", progress=progress, limit=tp.limit_batches, world=world
             )
-            schedule.after_epoch(val["mean_accuracy"])
+            score = monitor(val)
+            schedule.after_epoch(score)
             elapsed = time.perf_counter() - start
-            improved = val["mean_accuracy"] > state["best"]
+            improved = score > state["best"]
             state = {
                 "epoch": epoch + 1,
-                "best": max(state["best"], val["mean_accuracy"]),
+                "best": max(state["best"], score),
+                "best_accuracy": val["mean_accuracy"] if improved else state["best_accuracy"],
                 "best_epoch": epoch + 1 if improved else state["best_epoch"],
                 "stale": 0 if improved else state["stale"] + 1,
             }
@@ -416,13 +426,13 @@ def train(
                 live.next_step()
             if tp.early_stopping and state["stale"] >= tp.early_stopping:  # the same on every rank
                 if world.main:
-                    print(f"train: early stop, no better val mean accuracy for {tp.early_stopping} epochs")
+                    print(f"train: early stop, no better {tp.monitor} for {tp.early_stopping} epochs")
                 break
 
     summary = {
         "epochs": state["epoch"],
         "best_epoch": state["best_epoch"],
-        "best_val_mean_accuracy": state["best"],
+        "best_val_mean_accuracy": state["best_accuracy"],
         "rank": world.rank,
     }
     if not world.main:

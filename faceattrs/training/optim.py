@@ -1,7 +1,7 @@
 """The optimizer and learning-rate schedule registries.
 
 A schedule is stepped after every batch (OneCycle, cosine with warmup) or after
-every epoch (step, reduce-on-plateau, which reads the validation mean accuracy).
+every epoch (step, reduce-on-plateau, which reads the score train.monitor names).
 """
 
 from __future__ import annotations
