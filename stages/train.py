@@ -35,7 +35,10 @@ def main() -> None:
         sys.exit(subprocess.call(launch))
     result = train(params, args.shards, args.out, args.live, stage.show_progress(args), args.labels)
     if result["rank"] == 0:  # under torchrun, one line for the run, not one per process
-        print(f"train: best val mean accuracy {result['best_val_mean_accuracy']:.4f} at epoch {result['best_epoch']}")
+        print(
+            f"train: kept epoch {result['best_epoch']} (train.monitor), "
+            f"val mean accuracy {result['best_val_mean_accuracy']:.4f}"
+        )
 
 
 if __name__ == "__main__":

@@ -97,8 +97,9 @@ def test_affine_applies_to_the_share_of_images_it_is_given():
     assert changed[0.0] == 0 and changed[1.0] == 64 and 20 <= changed[0.5] <= 44
 
 
-def test_contrast_keeps_each_images_mean_grey_and_scales_its_spread():
-    x = torch.randint(40, 216, (16, 3, 40, 32), dtype=torch.uint8)
+def test_contrast_blends_each_image_with_its_mean_grey():
+    x = torch.randint(90, 171, (16, 3, 40, 32), dtype=torch.uint8)
+    x[:, 0] -= 40  # channels of different means: blending each with its own mean would differ; nothing clips
     zero, one = torch.zeros(3), torch.ones(3)
     params = AugmentParams(hflip=0.0, color_jitter={"contrast": 0.4})
     out = augment.prepare(x, params, zero, one, torch.Generator().manual_seed(0), True)
@@ -110,6 +111,9 @@ def test_contrast_keeps_each_images_mean_grey_and_scales_its_spread():
     assert torch.allclose(grey(out).mean(dim=(1, 2)), grey(before).mean(dim=(1, 2)), atol=1e-5)
     ratio = grey(out).std(dim=(1, 2)) / grey(before).std(dim=(1, 2))
     assert ((ratio > 0.6 - 1e-4) & (ratio < 1.4 + 1e-4)).all() and ratio.std() > 0.05
+    # torchvision's adjust_contrast: every channel blended with the image's mean grey by one factor
+    mean = grey(before).mean(dim=(1, 2)).view(-1, 1, 1, 1)
+    assert torch.allclose(out, mean + (before - mean) * ratio.view(-1, 1, 1, 1), atol=1e-4)
 
 
 def test_pca_lighting_shifts_each_image_by_one_colour_along_imagenets_eigenvectors():
@@ -317,3 +321,12 @@ def test_unknown_labels_are_left_out_of_the_loss():
     known = torch.tensor([[True, False]])
     wrong_second = torch.tensor([[1.0, 1.0]])  # the second label is wrong, but unknown
     assert torch.isclose(loss(logits, wrong_second, known), loss(logits[:, :1], wrong_second[:, :1]))
+
+
+def test_plateau_reads_a_negated_loss_the_right_way_round():
+    # train.monitor: val_loss hands the schedule -loss; a slightly worse loss must not count as better.
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule = optim.build_schedule(opt, ScheduleParams(name="plateau", patience=0, factor=0.1), 10, 5, 1.0)
+    schedule.after_epoch(-0.5)
+    schedule.after_epoch(-0.50004)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1)

@@ -89,7 +89,11 @@ def _hydra(value) -> str:
 
 
 def command(name: str, extra: Sequence[str] = (), folder: Path = RECIPE_DIR) -> list[str]:
-    """``dvc exp run`` with the recipe's overrides, then ``extra``; a key set in ``extra`` replaces the recipe's."""
-    mine = {item.partition("=")[0].lstrip("+") for item in extra}
-    kept = [o for o in overrides(load(name, folder)) if o.partition("=")[0] not in mine]
-    return ["dvc", "exp", "run", "-n", name] + [arg for o in [*kept, *extra] for arg in ("-S", o)]
+    """``dvc exp run`` with the recipe's overrides, then ``extra``.
+
+    DVC applies them in order, as ``resolve`` does: a value in ``extra`` replaces the
+    recipe's, a section (``{...}``) is merged into the recipe's.
+    """
+    return ["dvc", "exp", "run", "-n", name] + [
+        arg for o in [*overrides(load(name, folder)), *extra] for arg in ("-S", o)
+    ]

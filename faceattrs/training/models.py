@@ -122,8 +122,8 @@ def signature(params: ModelParams, target_names: tuple[str, ...]) -> dict:
     """What must match for a checkpoint to load into a model."""
     return {
         "backbone": params.backbone,
-        # None when empty, as in checkpoints from before backbone_args existed.
-        "backbone_args": params.backbone_args or None,
+        # As JSON has it (tuples are lists in model.pt); None when empty, as in checkpoints from before it existed.
+        "backbone_args": params.model_dump(mode="json")["backbone_args"] or None,
         "head": params.head,
         "head_hidden": params.head_hidden if params.head == "mlp" else None,
         "targets": list(target_names),

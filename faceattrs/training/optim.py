@@ -75,7 +75,13 @@ SCHEDULES: dict[str, Callable] = {
     "cosine": _cosine,
     "plateau": lambda opt, p, spe, epochs, lr: Schedule(
         torch.optim.lr_scheduler.ReduceLROnPlateau(
-            opt, mode="max", factor=p.factor, patience=p.patience, min_lr=p.min_lr
+            # Absolute threshold: the score may be a negated loss, where a relative one would flip.
+            opt,
+            mode="max",
+            factor=p.factor,
+            patience=p.patience,
+            min_lr=p.min_lr,
+            threshold_mode="abs",
         ),
         False,
         needs_metric=True,
