@@ -386,6 +386,8 @@ def _worker(prefect, pool: str, cwd: Path) -> subprocess.Popen:
     )
 
 
+# About 150 s here (two workers, five points, each a clone and a dvc exp run): under -m slow (make test-all).
+@pytest.mark.slow
 def test_a_sweep_on_a_work_pool_runs_each_point_in_a_clone_and_its_experiments_come_home(
     prefect, api, reproduced_repo, tmp_path
 ):
