@@ -1,7 +1,9 @@
 """The ``faceattrs`` command: predict the attributes of photos, run published recipes, check params.
 
-faceattrs predict photo.jpg            # a table for one image
+faceattrs predict photo.jpg            # a table for each face in a photo, and the photo annotated
 faceattrs predict photos/ --out preds  # files for a folder (or a shard folder)
+faceattrs explain photo.jpg --attribute Smiling  # where the model looks for an attribute
+faceattrs serve                        # a page on http://127.0.0.1:8000/ to try the model
 faceattrs recipe [NAME [--run] [-S KEY=VALUE ...]]
 """
 
@@ -24,14 +26,69 @@ def predict(args: argparse.Namespace) -> None:
     thresholds_file = args.thresholds or _project_thresholds()
     predictor = Predictor(model, args.device, tta=args.tta)
     thresholds = outputs.load_thresholds(thresholds_file, predictor.targets)
-    index, logits = outputs.predict_paths(predictor, args.paths, split=args.split)
-    frame = outputs.predictions_frame(index, logits, predictor.targets, thresholds)
-    if len(frame) == 1 and args.out is None:
-        print(outputs.table_for_one(frame, predictor.targets))
-        return
+    index, logits, faces = outputs.predict_paths(
+        predictor, args.paths, split=args.split, min_face_score=args.min_face_score
+    )
+    frame = outputs.predictions_frame(index, logits, predictor.targets, thresholds, faces)
     out = args.out or Path("predictions")
-    paths = outputs.write_predictions(frame, predictor.targets, out)
-    print(f"{len(frame)} images -> {paths['celeba']}, {paths['csv']}")
+    one_picture = len(frame) == 1 or (
+        "photo" in frame and frame["photo"].notna().all() and frame["photo"].nunique() == 1
+    )
+    if one_picture and args.out is None:
+        print(outputs.tables(frame, predictor.targets))
+    else:
+        paths = outputs.write_predictions(frame, predictor.targets, out)
+        print(f"{len(frame)} faces -> {paths['celeba']}, {paths['csv']}")
+    pictures = outputs.write_annotated(frame, predictor.targets, out) if args.annotate else []
+    if pictures:
+        print(f"{len(pictures)} annotated pictures -> {out / 'annotated'}")
+
+
+def explain(args: argparse.Namespace) -> None:
+    from faceattrs.core import atomic
+    from faceattrs.core.errors import InputError
+    from faceattrs.prediction import photos, saliency
+    from faceattrs.prediction.predictor import Predictor
+
+    # The probability as predict gives it (flip TTA by default); the map is of the face itself.
+    predictor = Predictor(args.model or stage_path("predict", "model.pt"), args.device, tta=args.tta)
+    found = photos.find([args.image], predictor.mean_eyes, args.min_face_score)
+    if not found.faces:
+        raise InputError(f"{args.image}: no face found; nothing written")
+    if not 1 <= args.face <= len(found.faces):
+        raise InputError(f"--face {args.face}: {args.image} has {len(found.faces)} face(s)")
+    face = found.faces[args.face - 1]
+    probability, heat, seen = saliency.explain(predictor, face.source, args.attribute)
+    how = saliency.method(predictor.model.backbone)
+    title = f"{args.attribute}: p = {probability:.3f} ({how})"
+    picture = saliency.explanation_picture(face.aligned, seen, heat, title)
+    which = f".face{face.face}" if len(found.faces) > 1 else ""
+    target = (args.out or Path("predictions")) / "explain" / f"{args.image.stem}{which}.{args.attribute}.png"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic.atomic_file(target) as tmp:
+        picture.save(tmp, format="PNG")
+    where = "178x218, taken as aligned" if face.box is None else f"face {face.face} of {len(found.faces)}"
+    print(f"{args.image} ({where}): {title} -> {target}")
+
+
+def serve(args: argparse.Namespace) -> None:
+    from faceattrs.prediction.serve import serve as run
+
+    def declared(stage: str, name: str) -> Path | None:
+        try:
+            return stage_path(stage, name)
+        except Exception:  # outside a DVC project: no test images to offer
+            return None
+
+    run(
+        args.model or stage_path("predict", "model.pt"),
+        args.thresholds or _project_thresholds(),
+        declared("evaluate", "raw"),
+        declared("predict", "shards"),
+        args.host,
+        args.port,
+        args.tta,
+    )
 
 
 def _project_thresholds() -> Path | None:
@@ -90,12 +147,43 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--split", default="test", help="which split of a shard folder")
     p.add_argument("--device", default="cpu")
     p.add_argument(
+        "--no-annotate",
+        dest="annotate",
+        action="store_false",
+        help="do not draw the annotated pictures (one per photo with faces, in OUT/annotated/)",
+    )
+    p.add_argument(
+        "--min-face-score",
+        type=float,
+        default=0.0,
+        help="dlib's margin a face must reach in a photo (0: dlib's own default; higher finds fewer, surer faces)",
+    )
+    p.add_argument(
         "--tta",
         choices=["none", "flip"],
         default="flip",
         help="flip averages each image with its mirror, as evaluate does by default (evaluate.tta)",
     )
     p.set_defaults(run=predict)
+    e = sub.add_parser("explain", help="a saliency map: where the model looks for one attribute in a photo")
+    e.add_argument("image", type=Path)
+    e.add_argument("--attribute", required=True, help="an attribute the model predicts, e.g. Smiling")
+    e.add_argument("--face", type=int, default=1, help="which face of the photo, best first (default 1)")
+    e.add_argument("--model", type=Path, default=None, help="model file (default: the predict stage's, from dvc.yaml)")
+    e.add_argument("--out", type=Path, default=None, help="folder for the picture (default: predictions/)")
+    e.add_argument("--device", default="cpu")
+    e.add_argument("--min-face-score", type=float, default=0.0, help="as for predict")
+    e.add_argument("--tta", choices=["none", "flip"], default="flip", help="as for predict (the probability shown)")
+    e.set_defaults(run=explain)
+    v = sub.add_parser("serve", help="a local web page: upload a photo or pick a test image, see bars and saliency")
+    v.add_argument("--model", type=Path, default=None, help="model file (default: the predict stage's, from dvc.yaml)")
+    v.add_argument("--thresholds", type=Path, default=None, help="as for predict")
+    v.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: this machine only; 0.0.0.0 for all)"
+    )
+    v.add_argument("--port", type=int, default=8000)
+    v.add_argument("--tta", choices=["none", "flip"], default="flip", help="as for predict")
+    v.set_defaults(run=serve)
     r = sub.add_parser("recipe", help="list the published recipes, print one's `dvc exp run` command, or run it")
     r.add_argument("name", nargs="?")
     r.add_argument(

@@ -26,8 +26,8 @@ def main() -> None:
     predictor = Predictor(args.model, tta=everything.evaluate.tta)
     thresholds = outputs.load_thresholds(args.thresholds, predictor.targets)
     source = [args.shards] if params.source == "test" else [Path(params.source)]
-    index, logits = outputs.predict_paths(predictor, source, split="test")
-    frame = outputs.predictions_frame(index, logits, predictor.targets, thresholds)
+    index, logits, faces = outputs.predict_paths(predictor, source, split="test")
+    frame = outputs.predictions_frame(index, logits, predictor.targets, thresholds, faces)
     paths = outputs.write_predictions(frame, predictor.targets, args.out)
     print(f"predict: {len(frame)} images -> {paths['celeba']}, {paths['csv']}")
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import pandas as pd
 
 from faceattrs.core import atomic, stage
+from faceattrs.core.errors import InputError
 from faceattrs.core.provenance import provenance
-from faceattrs.data import shards
+from faceattrs.data import celeba, shards
 from faceattrs.data.archive import ImageArchive
 
 
@@ -24,9 +25,20 @@ def main() -> None:
     args = p.parse_args()
     params = stage.params_of(args).preprocess
     manifest = pd.read_parquet(args.split / "manifest.parquet").sort_index()
+    eyes = None
+    landmarks_file = args.raw / celeba.LANDMARKS_FILE
+    if landmarks_file.exists():  # an optional file of the release: without it, photos cannot be aligned
+        landmarks = celeba.read_landmarks(landmarks_file)
+        train_ids = manifest.index[manifest["split"] == "train"]
+        try:
+            eyes = celeba.mean_eyes(landmarks.loc[landmarks.index.intersection(train_ids)])
+        except InputError as err:
+            raise InputError(f"{landmarks_file}: {err}") from None
+    else:
+        print(f"preprocess: no {landmarks_file}; models trained on these shards will score aligned images only")
     with atomic.atomic_dir(args.out) as tmp:
         entries = shards.write_splits(
-            manifest, ImageArchive.of(args.raw), tmp, params, progress=stage.show_progress(args)
+            manifest, ImageArchive.of(args.raw), tmp, params, progress=stage.show_progress(args), eyes=eyes
         )
     atomic.write_json(args.reports / "run.json", provenance(params.model_dump(mode="json")))
     print("preprocess: " + ", ".join(f"{s} {e['rows']} rows in {len(e['shards'])} shards" for s, e in entries.items()))

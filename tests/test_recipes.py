@@ -203,7 +203,8 @@ def test_every_recipe_trains_evaluates_and_predicts_end_to_end(name, synthetic_r
     target = targets.from_params(params.target.attributes, params.target.expression)
     assert results["targets"] == list(target.names)
     predictor = Predictor(tmp_path / "models" / "model.pt", tta=params.evaluate.tta)
-    index, logits = outputs.predict_paths(predictor, [tmp_path / "shards"])
+    index, logits, faces = outputs.predict_paths(predictor, [tmp_path / "shards"])
+    assert faces is None
     assert logits.shape == (int(frame["split"].eq("test").sum()), len(target.names))
     assert np.isfinite(logits).all()
     predicted = outputs.predictions_frame(index, logits, predictor.targets, results["thresholds"])

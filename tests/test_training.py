@@ -16,7 +16,7 @@ from faceattrs.core.params import EvaluateParams
 from faceattrs.data import celeba
 from faceattrs.data.celeba import ATTRIBUTES
 from faceattrs.evaluation import evaluate
-from faceattrs.prediction import outputs
+from faceattrs.prediction import outputs, photos
 from faceattrs.prediction.predictor import Predictor
 from faceattrs.synthetic.truth import read_truth
 from faceattrs.training import loop, models
@@ -128,13 +128,14 @@ def test_derived_target_trains_and_evaluates_with_the_fair_score(tiny_shards, tm
 def test_predictions_read_back_with_the_celeba_reader(trained, tiny_shards, tmp_path):
     out, _ = trained
     predictor = Predictor(out / "models" / "model.pt")
-    index, logits = outputs.predict_paths(predictor, [tiny_shards])
+    index, logits, faces = outputs.predict_paths(predictor, [tiny_shards])
+    assert faces is None  # shards hold aligned faces: nothing detected
     frame = outputs.predictions_frame(index, logits, predictor.targets, np.zeros(40))
     paths = outputs.write_predictions(frame, predictor.targets, tmp_path)
     back = celeba.read_attributes(paths["celeba"])
     assert list(back.index) == list(index) and (back.to_numpy() == (logits > 0)).all()
     one_file = sorted(tiny_shards.glob("train-*.parquet"))[-1]
-    index_one, _ = outputs.predict_paths(predictor, [one_file])
+    index_one, _, _ = outputs.predict_paths(predictor, [one_file])
     assert list(index_one) == list(pd.read_parquet(one_file, columns=["image_id"])["image_id"])
     csv = pd.read_csv(paths["csv"], index_col="image_id")
     assert (csv[list(ATTRIBUTES)].to_numpy() == back.to_numpy()).all()
@@ -148,7 +149,9 @@ def test_photo_scores_equal_shard_scores(trained, tiny_shards, synthetic_photos)
     logits, _, frame = evaluate.split_logits(predictor, tiny_shards, "test")
     names = list(frame.index[:5])
     from_shards = logits[:5]
-    from_photos = predictor.logits_for_photos([synthetic_photos / n for n in names])
+    found = photos.find([synthetic_photos / n for n in names], predictor.mean_eyes)
+    assert [f.eyes_from for f in found.faces] == ["aligned"] * 5 and len(found.aligned) == 5
+    from_photos = predictor.logits_for(f.aligned for f in found.faces)
     assert np.allclose(from_shards, from_photos, atol=1e-4)
 
 
@@ -172,7 +175,8 @@ def test_cli_prints_a_table_for_one_photo_and_files_for_many(trained, synthetic_
         cwd=REPO,
     )
     assert one.returncode == 0, one.stderr
-    assert one.stdout.splitlines()[0] == "000001.jpg" and "Eyeglasses" in one.stdout
+    assert "1 of 1 images are 178x218 CelebA-aligned" in one.stdout.splitlines()[0]
+    assert one.stdout.splitlines()[1].startswith("000001.jpg  (178x218") and "Eyeglasses" in one.stdout
     folder = tmp_path / "photos"
     folder.mkdir()
     for name in ("000001.jpg", "000002.jpg", "000003.jpg"):

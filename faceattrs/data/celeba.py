@@ -229,6 +229,21 @@ def read_landmarks(path: Path | str) -> pd.DataFrame:
     return _read_table(path, ("image_id", *LANDMARK_HEADER))
 
 
+def mean_eyes(landmarks: pd.DataFrame) -> np.ndarray:
+    """Mean (x, y) of the left and right eye over rows of ``list_landmarks_align_celeba.txt``.
+
+    Rows with a point at zero or outside the aligned image (missing or broken
+    annotations) are left out; an empty result raises InputError.
+    """
+    values = landmarks[["lefteye_x", "lefteye_y", "righteye_x", "righteye_y"]].to_numpy(float)
+    width, height = IMAGE_WIDTH, IMAGE_HEIGHT
+    inside = (values > 0).all(axis=1) & (values[:, 0::2] < width).all(axis=1) & (values[:, 1::2] < height).all(axis=1)
+    ordered = inside & (values[:, 0] < values[:, 2])
+    if not ordered.any():
+        raise InputError("no usable eye landmarks (every row is zero, outside the image or has the eyes swapped)")
+    return values[ordered].mean(axis=0).reshape(2, 2)
+
+
 # ---------------------------------------------------------------- writers
 # Byte-exact with the published files: CRLF endings, the layouts FORMAT.md gives.
 

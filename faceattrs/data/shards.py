@@ -86,6 +86,12 @@ def encode_image(data: bytes, spec: ImageSpec, name: str = "image") -> bytes:
         rgb, full = _pixels(data, spec)
     except Exception as err:  # PIL raises several unrelated types for broken files
         raise InputError(f"{name}: cannot decode image ({err}); rerun dedupe, which drops unreadable images") from None
+    return encode_pixels(rgb, spec, full)
+
+
+def encode_pixels(rgb: np.ndarray, spec: ImageSpec, full: tuple[int, int] | None = None) -> bytes:
+    """Crop, resize and encode decoded (H, W, 3) pixels that stand for an image of size ``full`` (width, height)."""
+    full = full or (rgb.shape[1], rgb.shape[0])
     height, width = spec.size
     left, top, right, bottom = spec.crop or (0, 0, *full)
     # The crop box in the decoded image's coordinates (smaller when decoded at a reduced scale).
@@ -163,9 +169,18 @@ def spec_of(params: PreprocessParams) -> ImageSpec:
 
 
 def write_splits(
-    manifest: pd.DataFrame, images: ImageArchive, out_dir: Path, params: PreprocessParams, progress: bool = True
+    manifest: pd.DataFrame,
+    images: ImageArchive,
+    out_dir: Path,
+    params: PreprocessParams,
+    progress: bool = True,
+    eyes: np.ndarray | None = None,
 ) -> dict:
-    """Every split of ``manifest`` (sorted by image id) as shards in ``out_dir``, and their ``manifest.json``."""
+    """Every split of ``manifest`` (sorted by image id) as shards in ``out_dir``, and their ``manifest.json``.
+
+    ``eyes``, the mean eye positions of the training images on the aligned image, goes
+    into the manifest for training to keep in the model file: photos are aligned to it.
+    """
     spec = spec_of(params)
     entries = {}
     for split in SPLITS:
@@ -183,9 +198,16 @@ def write_splits(
             "image": spec.to_dict(),
             "schema": str(schema(spec)).split("\n-- schema metadata --")[0],
             "params": params.model_dump(mode="json"),
+            "mean_eyes": None if eyes is None else np.round(eyes, 3).tolist(),
         },
     )
     return entries
+
+
+def read_mean_eyes(shard_dir: Path) -> list | None:
+    """The mean eye positions preprocess recorded, or None (no landmarks file, or shards written otherwise)."""
+    path = Path(shard_dir) / "manifest.json"
+    return json.loads(path.read_text()).get("mean_eyes") if path.exists() else None
 
 
 def read_spec(path: Path) -> ImageSpec:

@@ -12,6 +12,7 @@ from faceattrs.cleaning import label_errors
 from faceattrs.core.errors import InputError
 from faceattrs.core.params import EvaluateParams
 from faceattrs.evaluation import metrics
+from faceattrs.prediction import saliency
 from faceattrs.prediction.predictor import Predictor
 from faceattrs.synthetic.truth import clean_labels
 from faceattrs.training.loader import ShardDataset, loader
@@ -48,6 +49,8 @@ def evaluate(model_file: Path, shard_dir: Path, params: EvaluateParams, truth: d
         else np.zeros(len(predictor.targets))
     )
     results["thresholds"] = thresholds
+    test_set = ShardDataset(shard_dir, "test", target)
+    results["saliency"] = saliency.sheet_rows(predictor, test_set, logits["test"], labels["test"], params.curves_for)
     for split in ("val", "test"):
         measures = metrics.per_target(logits[split], labels[split], thresholds, predictor.positive_rates)
         if params.fair_group not in frames[split]:

@@ -49,26 +49,40 @@ class Predictor:
         self.augment = AugmentParams(hflip=0.0, center_crop=tuple(ckpt["center_crop"]) if ckpt["center_crop"] else None)
         self.input_size = tuple(ckpt["input_size"]) if ckpt["input_size"] else None
         self.positive_rates = np.array(ckpt["positive_rates"])
+        # Where the training images' eyes sit on the aligned image; photos are aligned to it.
+        self.mean_eyes = np.array(ckpt["mean_eyes"], float) if ckpt.get("mean_eyes") else None
         self.provenance = json.loads(ckpt["provenance"])
+
+    def inputs(self, images: torch.Tensor) -> torch.Tensor:
+        """What the network sees for a uint8 NCHW batch at the shard size: centre crop, size, normalisation."""
+        return augment.prepare(images.to(self.device), self.augment, self.mean, self.std, None, False, self.input_size)
 
     @torch.no_grad()
     def logits(self, images: torch.Tensor) -> np.ndarray:
         """Logits for a uint8 NCHW batch at the shard size; with ``tta="flip"`` averaged with the mirror image's."""
-        x = augment.prepare(images.to(self.device), self.augment, self.mean, self.std, None, False, self.input_size)
+        x = self.inputs(images)
         out = self.model(x).float()
         if self.tta == "flip":  # faces are near-symmetric, and the model trained on mirrored ones
             out = (out + self.model(torch.flip(x, dims=[3])).float()) / 2
         return out.cpu().numpy()
 
-    def load_photo(self, path: Path) -> torch.Tensor:
-        """A photo as the shards hold it: cropped, resized and encoded as in preprocess, then decoded."""
-        pixels = shards.decode_image(shards.encode_image(Path(path).read_bytes(), self.spec, str(path)), self.spec)
+    def tensor(self, image: bytes | np.ndarray) -> torch.Tensor:
+        """An aligned face as the shards hold it: cropped, resized and encoded as in preprocess, then decoded.
+
+        Given a file's bytes, it is decoded as preprocess decoded the training images;
+        given (218, 178, 3) pixels (a face aligned from a photo), they are used as they are.
+        """
+        if isinstance(image, bytes):
+            stored = shards.encode_image(image, self.spec)
+        else:
+            stored = shards.encode_pixels(image, self.spec)
+        pixels = shards.decode_image(stored, self.spec)
         return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
 
-    def logits_for_photos(self, paths: Iterable[Path], batch_size: int = 64) -> np.ndarray:
-        paths = list(paths)
+    def logits_for(self, images: Iterable[bytes | np.ndarray], batch_size: int = 64) -> np.ndarray:
+        """Logits for aligned faces (file bytes or pixels, as ``tensor`` takes them), in batches."""
+        faces = list(images)
         out = [np.zeros((0, len(self.targets)))]
-        for start in range(0, len(paths), batch_size):
-            batch = torch.stack([self.load_photo(p) for p in paths[start : start + batch_size]])
-            out.append(self.logits(batch))
+        for start in range(0, len(faces), batch_size):
+            out.append(self.logits(torch.stack([self.tensor(f) for f in faces[start : start + batch_size]])))
         return np.concatenate(out)

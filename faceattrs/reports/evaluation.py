@@ -95,6 +95,7 @@ def write_reports(results: dict, params: EvaluateParams, out: Path, shard_dir: P
     bar_chart(table, out / "accuracy.png")
     atomic.write_text(out / "label_issues.csv", results["label_issues"].to_csv(index=False))
     flagged_sheet(results["label_issues"], shard_dir, out / "label_issues.png", "labels flagged as likely wrong")
+    contact_sheet(results["saliency"], out / "saliency.png", thumb=(96, 120))
     scores = label_issue_scores(results) if "label_issue_scores" in results else None
     # Written on every dataset (only a header where no truth is known), so DVC finds every output.
     atomic.write_text(

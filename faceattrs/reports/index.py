@@ -108,5 +108,12 @@ def index_page(folder: Path, shift: pd.DataFrame) -> str:
         "",
         "![flagged labels](evaluate/label_issues.png)",
         "",
+        "### Where the model looks",
+        "",
+        "Saliency maps of the test images the model is surest of, for the attributes in `evaluate.curves_for` "
+        "(`faceattrs explain IMAGE --attribute NAME` draws one for any photo).",
+        "",
+        "![saliency maps](evaluate/saliency.png)",
+        "",
     ]
     return "\n".join(lines)

@@ -28,6 +28,7 @@ from faceattrs.core.atomic import atomic_file
 from faceattrs.core.errors import Diverged, InputError, choose
 from faceattrs.core.params import Params
 from faceattrs.core.provenance import provenance
+from faceattrs.data import shards
 from faceattrs.training import augment, distributed, models, optim
 from faceattrs.training import targets as targets_mod
 from faceattrs.training.distributed import SINGLE, RankSampler, World
@@ -449,6 +450,7 @@ def train(
             "targets": list(target.names),
             "expression": target.expression,
             "image": train_set.spec.to_dict(),
+            "mean_eyes": shards.read_mean_eyes(shard_dir),
             "mean": ctx.mean.tolist(),
             "std": ctx.std.tolist(),
             "center_crop": list(params.augment.center_crop) if params.augment.center_crop else None,
