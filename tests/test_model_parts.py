@@ -72,7 +72,7 @@ def test_every_augmentation_on_a_tiny_batch(name):
     mean, std = torch.tensor([0.5] * 3), torch.tensor([0.25] * 3)
     a = augment.prepare(x, params, mean, std, torch.Generator().manual_seed(1), True)
     b = augment.prepare(x, params, mean, std, torch.Generator().manual_seed(1), True)
-    plain = augment.prepare(x, AugmentParams(hflip=0.0, center_crop=params.center_crop), mean, std, None, False)
+    plain = augment.prepare(x, params, mean, std, None, False)  # the evaluation transform
     assert a.shape == (4, 3, *augment.output_size(params, 40, 32)) and torch.isfinite(a).all()
     assert torch.equal(a, b), "same generator seed, same augmentation"
     if name.startswith("mixup"):  # mixes in the step (model_step), not in prepare
@@ -81,8 +81,30 @@ def test_every_augmentation_on_a_tiny_batch(name):
         my = augment.mix_labels(y, lam, perm)
         assert mx.shape == a.shape and 0 <= lam <= 1 and ((my >= 0) & (my <= 1)).all()
         assert torch.allclose(mx, lam * a + (1 - lam) * a[perm])
+    elif name == "eval_crop":  # training keeps the whole picture
+        assert torch.equal(a, augment.prepare(x, AugmentParams(hflip=0.0), mean, std, None, True))
     elif name != "center_crop":
         assert not torch.equal(a, plain), f"{name} changed nothing"
+
+
+def test_random_crop_places_at_random_in_training_and_centres_in_evaluation():
+    x = torch.randint(0, 256, (16, 3, 40, 32), dtype=torch.uint8)
+    zero, one = torch.zeros(3), torch.ones(3)
+    centre = x[:, :, 4:36, 4:28].float() / 255
+    for params in (AugmentParams(hflip=0.0, random_crop=(32, 24)), AugmentParams(hflip=0.0, eval_crop=(32, 24))):
+        evaluated = augment.prepare(x, params, zero, one, None, False)
+        assert torch.allclose(evaluated, centre, atol=1e-5)
+    trained = augment.prepare(x, AugmentParams(hflip=0.0, random_crop=(32, 24)), zero, one, torch.Generator(), True)
+    assert trained.shape == (16, 3, 32, 24)
+    # Each crop is a window of the input: some other place than the centre for most images.
+    windows = {
+        (top, left): x[:, :, top : top + 32, left : left + 24].float() / 255 for top in range(9) for left in range(9)
+    }
+    placed = [
+        next((place for place, w in windows.items() if torch.allclose(trained[i], w[i], atol=1e-5)), None)
+        for i in range(16)
+    ]
+    assert sum(p not in (None, (4, 4)) for p in placed) >= 8, placed
 
 
 def test_affine_applies_to_the_share_of_images_it_is_given():

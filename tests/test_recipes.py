@@ -156,7 +156,8 @@ def reduced(name: str) -> Params:
     raw = params.model_dump(mode="json")
     raw["model"].update(model)
     raw["preprocess"].update(size=quarter(params.preprocess.size), workers=1)
-    raw["augment"]["center_crop"] = quarter(params.augment.center_crop)
+    for crop in ("center_crop", "random_crop", "eval_crop"):
+        raw["augment"][crop] = quarter(getattr(params.augment, crop))
     raw["train"].update(epochs=1, batch_size=16, limit_batches=2, workers=0)
     return parse_params(raw, f"reduced recipe {name}")
 
@@ -210,3 +211,39 @@ def test_every_recipe_trains_evaluates_and_predicts_end_to_end(name, synthetic_r
     predicted = outputs.predictions_frame(index, logits, predictor.targets, results["thresholds"])
     written = outputs.write_predictions(predicted, predictor.targets, tmp_path / "predictions")
     assert len(written["csv"].read_text().splitlines()) == len(index) + 1
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_recipe_agrees_with_its_table_of_the_seed_s_choices(name):
+    """Every row with a key holds the recipe's own value; every key the recipe sets has a row."""
+    table = recipes.table(name)
+    params = recipes.resolve(name, REPO / "params.yaml")
+    assert table["seed"].endswith(".txt") and table["report"] and table["choices"]
+    disagree = []
+    for row in table["choices"]:
+        assert row["status"] in recipes.STATUSES, row
+        if row["status"] != "reproduced":
+            assert row.get("why"), f"{row['choice']}: a {row['status']} row says why"
+        if row["key"] is None:
+            assert row["value"] is None, row
+            continue
+        try:
+            value = recipes.value_at(params, row["key"])
+        except KeyError:
+            pytest.fail(f"{name}: {row['choice']}: the schema has no key {row['key']}")
+        expected = list(row["value"]) if isinstance(row["value"], tuple) else row["value"]
+        if value != expected and not (isinstance(value, float) and value == pytest.approx(expected)):
+            disagree.append(f"{row['key']}: recipe {value!r}, table {expected!r}")
+    assert not disagree, f"{name} disagrees with its table: {disagree}"
+    covered = {row["key"] for row in table["choices"] if row["key"]}
+    # train.workers is the machine's choice, not the seed's.
+    unlisted = [k for k in recipes.flat_keys(recipes.load(name)) if k not in covered and k != "train.workers"]
+    assert not unlisted, f"{name} sets {unlisted}, which its table does not list"
+
+
+def test_the_recipes_page_is_written_from_the_tables():
+    from tools import recipe_tables
+
+    assert (REPO / "docs" / "recipes.md").read_text() == recipe_tables.render(), (
+        "run python -m tools.recipe_tables --write"
+    )

@@ -110,6 +110,17 @@ def test_evaluation_measures_and_thresholds(trained, tiny_shards, synthetic_raw)
     )
     table = evaluate.per_attribute_table(results)
     assert list(table["attribute"]) == list(ATTRIBUTES) and not table["drawn"][ATTRIBUTES.index("Attractive")]
+    # Per group (men and women by default): each target's accuracy among each, from the predictions themselves.
+    predictor = Predictor(out / "models" / "model.pt", tta="flip")  # as evaluate scored
+    logits, labels, frame = evaluate.split_logits(predictor, tiny_shards, "test")
+    right = (logits > results["thresholds"]) == labels.astype(bool)
+    men = frame["Male"].to_numpy().astype(bool)
+    assert np.allclose(table["accuracy_in_group"], right[men].mean(0).round(5), atol=1e-5)
+    assert np.allclose(table["accuracy_out_of_group"], right[~men].mean(0).round(5), atol=1e-5)
+    from faceattrs.reports.evaluation import markdown_report
+
+    report = markdown_report(summary, table, EvaluateParams(thresholds="tuned"), None)
+    assert "## By group: Male and not Male" in report
 
 
 def test_derived_target_trains_and_evaluates_with_the_fair_score(tiny_shards, tmp_path):
@@ -357,3 +368,82 @@ def test_dvclive_logs_in_a_git_repository_with_no_commit_yet(tmp_path, monkeypat
     live.end()
     assert (tmp_path / "reports/train/metrics.json").exists()
     assert "0.5" in (tmp_path / "reports/train/plots/metrics/loss.tsv").read_text()
+
+
+@pytest.mark.parametrize(
+    ("device", "precision", "expected"),
+    [
+        ("cpu", "fp16", (None, False)),
+        ("cpu", "bf16", (None, False)),
+        ("cuda", "fp16", (torch.float16, True)),
+        ("cuda", "bf16", (torch.bfloat16, False)),
+        ("cuda", "fp32", (None, False)),
+    ],
+)
+def test_fp16_on_a_gpu_scales_gradients_and_the_cpu_stays_fp32(device, precision, expected):
+    assert loop.amp(torch.device(device), precision) == expected
+
+
+@pytest.mark.gpu
+def test_fp16_training_steps_with_a_gradient_scaler_on_the_gpu(tiny_shards, tmp_path):
+    params = tiny_params(train={"epochs": 1, "precision": "fp16", "device": "cuda"})
+    result = loop.train(params, tiny_shards, tmp_path / "models", tmp_path / "live", progress=False)
+    assert result["epochs"] == 1 and np.isfinite(result["best_val_mean_accuracy"])
+
+
+def test_the_checkpoint_kept_is_the_monitor_s_choice_train_val_gap_too(tiny_shards, tmp_path):
+    params = tiny_params(train={"epochs": 3, "monitor": "train_val_gap"})
+    result = loop.train(params, tiny_shards, tmp_path / "models", tmp_path / "live", progress=False)
+    history = json.loads((tmp_path / "live" / "metrics.json").read_text())
+    assert history  # the last epoch's; the per-epoch series are in the plots folder
+    plots = tmp_path / "live" / "plots" / "metrics"
+    train_acc = pd.read_csv(plots / "train" / "mean_accuracy.tsv", sep="\t")["mean_accuracy"]
+    val_acc = pd.read_csv(plots / "val" / "mean_accuracy.tsv", sep="\t")["mean_accuracy"]
+    gaps = (train_acc - val_acc).abs().to_numpy()
+    assert result["best_epoch"] == int(np.argmin(gaps)) + 1
+
+
+def test_normalization_choices_give_their_mean_and_std():
+    from faceattrs.core.params import ModelParams
+
+    model = models.build_model(ModelParams(backbone="resnet10t"), 2)
+    assert models.normalization(model, "half") == ([0.5] * 3, [0.5] * 3)
+    assert models.normalization(model, "imagenet")[0] == [0.485, 0.456, 0.406]
+    params = tiny_params(model={"normalization": "half"})
+    ctx = loop.build(params, np.full(40, 0.5), torch.device("cpu"), 40)
+    assert ctx.mean.tolist() == [0.5] * 3 and ctx.std.tolist() == [0.5] * 3
+
+
+def test_prediction_crops_as_evaluation_did(tiny_shards, tmp_path):
+    params = tiny_params(train={"epochs": 1}, augment={"random_crop": [32, 24], "hflip": 0.5})
+    loop.train(params, tiny_shards, tmp_path / "models", tmp_path / "live", progress=False)
+    predictor = Predictor(tmp_path / "models" / "model.pt")
+    assert predictor.augment.random_crop == (32, 24)
+    batch = torch.randint(0, 256, (2, 3, 40, 32), dtype=torch.uint8)
+    seen = predictor.inputs(batch)
+    assert seen.shape[-2:] == (32, 24)
+    centre = ((batch[:, :, 4:36, 4:28].float() / 255) - predictor.mean.view(1, -1, 1, 1)) / predictor.std.view(
+        1, -1, 1, 1
+    )
+    assert torch.allclose(seen, centre, atol=1e-4)
+
+
+def test_a_gradient_scaler_steps_scales_and_is_kept_for_resuming(tiny_shards, tmp_path):
+    """The fp16 path's scaler, run on the CPU (its autocast stays off there): steps happen, and last.pt keeps it."""
+    params = tiny_params(train={"epochs": 1, "limit_batches": 3})
+    ctx = loop.build(params, np.full(40, 0.5), torch.device("cpu"), 40)
+    ctx.scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    before = {k: v.clone() for k, v in ctx.model.state_dict().items()}
+    from faceattrs.training import optim
+    from faceattrs.training.loader import ShardDataset, loader
+    from faceattrs.training.targets import Targets
+
+    data = loader(ShardDataset(tiny_shards, "train", Targets(ATTRIBUTES, None)), 16, True, 0, 0, 0)
+    optimizer = optim.build_optimizer(ctx.model, params.optimizer)
+    schedule = optim.build_schedule(optimizer, params.schedule, 3, 1, params.optimizer.lr)
+    result = loop.run_epoch(ctx, data, optimizer, schedule, progress=False, limit=3)
+    assert np.isfinite(result["loss"]) and ctx.scaler.get_scale() == 1024.0
+    assert any(not torch.equal(before[k], v) for k, v in ctx.model.state_dict().items())
+    assert "scale" in ctx.scaler.state_dict()
+    loop.train(params, tiny_shards, tmp_path / "models", tmp_path / "live", progress=False)
+    assert "scaler" in torch.load(tmp_path / "models" / "last.pt", weights_only=True)

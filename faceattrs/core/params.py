@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
 from faceattrs.core.errors import InputError
 from faceattrs.data.celeba import ATTRIBUTES
@@ -229,6 +229,9 @@ class ModelParams(Section):
     input_size: tuple[int, int] | None = Field(
         None, description="[height, width] the model sees; null keeps the shard size"
     )
+    normalization: Literal["timm", "imagenet", "half"] = Field(
+        "timm", description="the input's mean and std: the backbone's own (timm), ImageNet's, or 0.5 and 0.5"
+    )
 
 
 class TargetParams(Section):
@@ -266,6 +269,15 @@ class LossParams(Section):
         "none", description="frequency weighs each attribute's positives and negatives by the inverse of their share"
     )
     label_smoothing: float = Field(0.0, ge=0, lt=0.5)
+    group: str | None = Field(None, description="an attribute whose positive images' loss weighs group_weight")
+    group_weight: float = Field(
+        1.0, gt=0, description="the loss weight of images in `group` (others weigh 1): a penalty on one group's errors"
+    )
+
+    @field_validator("group")
+    @classmethod
+    def _group_is_an_attribute(cls, value: str | None) -> str | None:
+        return None if value is None else _attributes([value], "loss.group")[0]
 
 
 class AffineParams(Section):
@@ -294,6 +306,12 @@ class AugmentParams(Section):
     affine: AffineParams | None = Field(None, description="{degrees, translate, scale: [low, high], p}")
     random_resized_crop: ResizedCropParams | None = Field(None, description="{scale: [low, high], ratio: [low, high]}")
     center_crop: tuple[int, int] | None = Field(None, description="[height, width], in training and evaluation alike")
+    random_crop: tuple[PositiveInt, PositiveInt] | None = Field(
+        None, description="[height, width] at a random place in training, the centre crop of that size in evaluation"
+    )
+    eval_crop: tuple[PositiveInt, PositiveInt] | None = Field(
+        None, description="[height, width] centre crop in evaluation only, where training crops at random"
+    )
     color_jitter: ColorJitterParams | None = Field(None, description="{brightness, contrast, saturation, hue}")
     pca_lighting: float = Field(
         0.0, ge=0, le=1, description="std of AlexNet's PCA lighting noise (FancyPCA) along ImageNet's RGB eigenvectors"
@@ -304,6 +322,16 @@ class AugmentParams(Section):
     mixup_on: Literal["labels", "loss"] = Field(
         "labels", description="what MixUp mixes besides the images: the two label sets, or their two losses"
     )
+
+    @model_validator(mode="after")
+    def _one_fixed_crop(self) -> AugmentParams:
+        if self.center_crop and self.random_crop:
+            raise ValueError("augment.center_crop and augment.random_crop: set one (random_crop centres in evaluation)")
+        if self.random_crop and self.random_resized_crop:
+            raise ValueError("augment.random_crop and augment.random_resized_crop: set one; both place the crop")
+        if self.eval_crop and (self.center_crop or self.random_crop):
+            raise ValueError("augment.eval_crop: center_crop and random_crop already crop in evaluation; set one")
+        return self
 
 
 class OptimizerParams(Section):
@@ -325,6 +353,9 @@ class ScheduleParams(Section):
     factor: float = Field(0.1, gt=0, lt=1)
     patience: int = Field(2, ge=0)
     step_epochs: int = Field(5, ge=1)
+    monitor: Literal["val_accuracy", "val_loss", "train_val_gap"] | None = Field(
+        None, description="what the plateau schedule reads; null: train.monitor"
+    )
 
 
 class TrainParams(Section):
@@ -338,9 +369,18 @@ class TrainParams(Section):
         0, ge=0, description="loader processes; 0 decodes in the training process, best on a few CPU cores"
     )
     early_stopping: int = Field(0, ge=0, description="stop after this many epochs without a better monitor; 0 never")
-    monitor: Literal["val_accuracy", "val_loss"] = Field(
+    subset: str | None = Field(
+        None, description='train on the images where this expression holds, e.g. "~Male"; val and test stay whole'
+    )
+    balance: str | None = Field(
+        None,
+        description="an attribute: each epoch draws every combination of it and the target (one target) as often "
+        "as the commonest, oversampling the others",
+    )
+    monitor: Literal["val_accuracy", "val_loss", "train_val_gap"] = Field(
         "val_accuracy",
-        description="what picks the epoch whose weights are kept, early stopping and the plateau schedule read",
+        description="what picks the epoch whose weights are kept, early stopping and the plateau schedule read; "
+        "train_val_gap keeps the epoch whose train and val accuracy are closest",
     )
     ema: float = Field(
         0.0, ge=0, lt=1, description="decay per step of a weight average that is validated and saved; 0: none"
@@ -359,11 +399,28 @@ class TrainParams(Section):
     decode_on: Literal["loader", "device"] = Field(
         "loader", description="device decodes the shards' JPEGs on the GPU (nvJPEG) instead of in the loader"
     )
-    precision: Literal["bf16", "fp32"] = Field(
+    precision: Literal["bf16", "fp16", "fp32"] = Field(
         "bf16",
-        description="autocast on a GPU; the CPU computes in fp32 (its bf16 autocast ran 30x slower without AMX, "
-        "and with AMX gave a different model each run)",
+        description="autocast on a GPU (fp16 with a gradient scaler, for GPUs without bf16); the CPU computes in "
+        "fp32 (its bf16 autocast ran 30x slower without AMX, and with AMX gave a different model each run)",
     )
+
+    @field_validator("balance")
+    @classmethod
+    def _balance_by_an_attribute(cls, value: str | None) -> str | None:
+        return None if value is None else _attributes([value], "train.balance")[0]
+
+    @field_validator("subset")
+    @classmethod
+    def _subset_parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            from faceattrs.data import expressions
+
+            try:
+                expressions.check(value, "train.subset")
+            except Exception as err:  # InputError: pydantic wants a ValueError to report it in place
+                raise ValueError(str(err)) from None
+        return value
 
     @model_validator(mode="after")
     def _rendezvous_for_nodes(self) -> TrainParams:
@@ -424,6 +481,25 @@ class Params(Section):
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     predict: PredictParams = PredictParams()
+
+    @model_validator(mode="after")
+    def _sections_agree(self) -> Params:
+        """Choices that only mean something beside another section's; each refusal names both keys."""
+        height, width = self.preprocess.size
+        crop = self.augment.random_crop
+        if crop and (crop[0] > height or crop[1] > width):
+            raise ValueError(f"augment.random_crop {list(crop)} is larger than preprocess.size {[height, width]}")
+        if self.loss.group_weight != 1 and self.loss.group is None:
+            raise ValueError("loss.group_weight is set but loss.group is null: name the group it weighs")
+        one_target = self.target.expression or (self.target.attributes and len(self.target.attributes) == 1)
+        if self.train.balance and not one_target:
+            raise ValueError("train.balance balances one target: set target.expression or a single target.attributes")
+        gap = "train_val_gap" in (self.train.monitor, self.schedule.monitor)
+        if gap and self.augment.mixup_alpha > 0:
+            raise ValueError(
+                "train.monitor train_val_gap with augment.mixup_alpha: accuracy on mixed images is no train accuracy"
+            )
+        return self
 
 
 def _describe(error: dict) -> str:

@@ -155,6 +155,9 @@ def per_attribute_table(results: dict) -> pd.DataFrame:
             "balanced_accuracy": test["balanced_accuracy"],
             "positive_rate": test["positive_rate"],
             "predicted_positive_rate": test["predicted_positive_rate"],
+            # Accuracy within evaluate.fair_group and outside it (men and women by default).
+            "accuracy_in_group": test["accuracy_group"],
+            "accuracy_out_of_group": test["accuracy_other"],
             "gender_fair_score": test["fair_score"],
             "threshold": results["thresholds"],
         }

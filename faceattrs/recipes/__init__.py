@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -81,10 +82,12 @@ def _hydra(value) -> str:
         return "{" + ",".join(f"{k}:{_hydra(v)}" for k, v in value.items()) + "}"
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(_hydra(v) for v in value) + "]"
+    if value is None:  # Hydra's null: a recipe's `crop: null` keeps the whole image
+        return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, str):
-        return json.dumps(value) if any(c in value for c in " ^|&,") else value
+    if isinstance(value, str):  # Hydra reads a bare word as it is; anything else (~Male, a ^ b) needs quotes
+        return value if re.fullmatch(r"[\w.\-/]+", value) else json.dumps(value)
     return str(value)
 
 
@@ -97,3 +100,34 @@ def command(name: str, extra: Sequence[str] = (), folder: Path = RECIPE_DIR) -> 
     return ["dvc", "exp", "run", "-n", name] + [
         arg for o in [*overrides(load(name, folder)), *extra] for arg in ("-S", o)
     ]
+
+
+# Per recipe, every choice its seed report states and how the recipe takes it (seeds/<name>.yaml).
+TABLE_DIR = RECIPE_DIR / "seeds"
+STATUSES = ("reproduced", "changed", "not expressible")
+
+
+def table(name: str, folder: Path = TABLE_DIR) -> dict:
+    """The recipe's table of its seed's choices: seed, report, published figure and the choices."""
+    path = folder / f"{name}.yaml"
+    if not path.exists():
+        raise UnknownChoice(f"recipe {name!r} has no table of its seed's choices ({path})")
+    return yaml.safe_load(path.read_text())
+
+
+def value_at(params: Params, key: str):
+    """The value of a dotted params key, as JSON has it (lists, not tuples); KeyError if the schema has none."""
+    value = params.model_dump(mode="json")
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise KeyError(key)
+        value = value[part]
+    return value
+
+
+def flat_keys(overrides: dict, prefix: str = "") -> list[str]:
+    """The dotted keys a recipe file sets (a section's keys, not the section)."""
+    keys = []
+    for k, v in overrides.items():
+        keys += flat_keys(v, f"{prefix}{k}.") if isinstance(v, dict) else [f"{prefix}{k}"]
+    return keys

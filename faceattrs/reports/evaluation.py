@@ -145,6 +145,25 @@ def markdown_report(summary: dict, table: pd.DataFrame, params: EvaluateParams, 
                 [(n, s["flagged"], s["wrong"], s["precision"], s["recall"]) for n, s in overall.items()],
             ),
         ]
+    by_gap = table.assign(gap=(table["accuracy_in_group"] - table["accuracy_out_of_group"]).abs()).sort_values(
+        "gap", ascending=False, kind="stable"
+    )
+    group = params.fair_group
+    lines += [
+        "",
+        f"## By group: {group} and not {group}",
+        "",
+        f"Test accuracy of each target among images labelled {group} and among the others, largest gap first; "
+        f"the group-fair score is their mean less their gap (evaluate.fair_group).",
+        "",
+        markdown_table(
+            ["attribute", f"accuracy, {group}", f"accuracy, not {group}", "gap", "group-fair score"],
+            [
+                (r.attribute, r.accuracy_in_group, r.accuracy_out_of_group, round(r.gap, 5), r.gender_fair_score)
+                for r in by_gap.itertuples(index=False)
+            ],
+        ),
+    ]
     lines += [
         "",
         "## Per attribute",

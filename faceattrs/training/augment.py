@@ -24,6 +24,8 @@ AUGMENTATIONS = {
     "affine_sometimes": {"affine": {"degrees": 10, "translate": 0.05, "scale": (0.9, 1.1), "p": 0.5}},
     "random_resized_crop": {"random_resized_crop": {"scale": (0.7, 1.0), "ratio": (0.75, 1.333)}},
     "center_crop": {"center_crop": (48, 40)},
+    "random_crop": {"random_crop": (32, 24)},
+    "eval_crop": {"eval_crop": (32, 24)},
     "color_jitter": {"color_jitter": {"brightness": 0.3, "contrast": 0.3, "saturation": 0.3, "hue": 0.05}},
     "pca_lighting": {"pca_lighting": 0.1},
     "noise": {"noise_std": 0.05},
@@ -42,21 +44,30 @@ def _uniform(gen, n, low, high, device):
     return low + (high - low) * torch.rand(n, generator=gen, device=device)
 
 
-def output_size(params: AugmentParams, height: int, width: int) -> tuple[int, int]:
-    return tuple(params.center_crop) if params.center_crop else (height, width)
+def output_size(params: AugmentParams, height: int, width: int, train: bool = True) -> tuple[int, int]:
+    """The size geometric() gives: a fixed crop's, evaluation's own crop's, or the input's."""
+    crop = params.center_crop or params.random_crop or (None if train else params.eval_crop)
+    return tuple(crop) if crop else (height, width)
 
 
 def geometric(x: torch.Tensor, params: AugmentParams, gen: torch.Generator | None, train: bool) -> torch.Tensor:
-    """Flip, affine and crops as one resampling; in evaluation only the centre crop applies."""
+    """Flip, affine and crops as one resampling; in evaluation only centre crops apply.
+
+    ``random_crop`` is a crop at a random place in training and the centre one in
+    evaluation; ``eval_crop`` crops the centre in evaluation only.
+    """
     b, _, h, w = x.shape
-    out_h, out_w = output_size(params, h, w)
-    active = params.center_crop or (train and (params.hflip or params.affine or params.random_resized_crop))
+    out_h, out_w = output_size(params, h, w, train)
+    crops = params.center_crop or params.random_crop or (not train and params.eval_crop)
+    active = crops or (train and (params.hflip or params.affine or params.random_resized_crop))
     if not active:
         return x
     dev = x.device
     ones = torch.ones(b, device=dev)
     crop_w, crop_h = ones * out_w, ones * out_h  # pixels of input covered by the output
-    centre_x, centre_y = torch.zeros(b, device=dev), torch.zeros(b, device=dev)
+    # A centred crop starts on a whole pixel, as torchvision's CenterCrop rounds it (an odd margin would blend).
+    centre_x = torch.full((b,), round((w - out_w) / 2) - (w - out_w) / 2, device=dev)
+    centre_y = torch.full((b,), round((h - out_h) / 2) - (h - out_h) / 2, device=dev)
     angle, zoom, flip = torch.zeros(b, device=dev), ones.clone(), ones.clone()
     shift_x, shift_y = torch.zeros(b, device=dev), torch.zeros(b, device=dev)
     if train and params.random_resized_crop:
@@ -67,6 +78,11 @@ def geometric(x: torch.Tensor, params: AugmentParams, gen: torch.Generator | Non
         crop_h = torch.sqrt(area / ratio).clamp(max=h)
         centre_x = (torch.rand(b, generator=gen, device=dev) - 0.5) * (w - crop_w)
         centre_y = (torch.rand(b, generator=gen, device=dev) - 0.5) * (h - crop_h)
+    if train and params.random_crop:
+        # Whole-pixel offsets, as torchvision's RandomCrop: the crop is the input's own pixels, not resampled.
+        left = torch.floor(torch.rand(b, generator=gen, device=dev) * (w - out_w + 1))
+        top = torch.floor(torch.rand(b, generator=gen, device=dev) * (h - out_h + 1))
+        centre_x, centre_y = left - (w - out_w) / 2, top - (h - out_h) / 2
     if train and params.hflip:
         flip = torch.where(torch.rand(b, generator=gen, device=dev) < params.hflip, -1.0, 1.0)
     if train and params.affine:

@@ -109,17 +109,23 @@ class RankSampler(Sampler[int]):
     """This rank's share of one epoch: a permutation fixed by (seed, epoch), dealt out like cards.
 
     Unlike torch's DistributedSampler it never pads with repeats, so across ranks each
-    sample is seen exactly once per epoch; ranks may get one sample more or less, which
-    DDP's join context absorbs.
+    sample (each entry of ``pool``, where one is given) is dealt exactly once per epoch;
+    ranks may get one sample more or less, which DDP's join context absorbs.
     """
 
-    def __init__(self, n: int, seed: int, epoch: int, world: World, shuffle: bool = True):
-        self.n, self.seed, self.epoch, self.world, self.shuffle = n, seed, epoch, world, shuffle
+    def __init__(
+        self, n: int, seed: int, epoch: int, world: World, shuffle: bool = True, pool: torch.Tensor | None = None
+    ):
+        """``pool``: the rows to deal (a subset, or with repeats), instead of all ``n``."""
+        self.pool = pool
+        self.n = n if pool is None else len(pool)
+        self.seed, self.epoch, self.world, self.shuffle = seed, epoch, world, shuffle
 
     def _order(self) -> torch.Tensor:
+        items = torch.arange(self.n) if self.pool is None else self.pool
         if not self.shuffle:
-            return torch.arange(self.n)
-        return torch.randperm(self.n, generator=epoch_generator(self.seed, self.epoch))
+            return items
+        return items[torch.randperm(self.n, generator=epoch_generator(self.seed, self.epoch))]
 
     def __iter__(self):
         return iter(self._order()[self.world.rank :: self.world.size].tolist())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -29,7 +30,7 @@ from faceattrs.core.errors import Diverged, InputError, choose
 from faceattrs.core.params import Params
 from faceattrs.core.provenance import provenance
 from faceattrs.data import shards
-from faceattrs.training import augment, distributed, models, optim
+from faceattrs.training import augment, distributed, groups, models, optim
 from faceattrs.training import targets as targets_mod
 from faceattrs.training.distributed import SINGLE, RankSampler, World
 from faceattrs.training.loader import ShardDataset, decode_batch, loader
@@ -40,9 +41,22 @@ TRAIN_SECTIONS = ("model", "target", "loss", "augment", "optimizer", "schedule",
 # train.monitor: a score of the validation pass, higher is better, that picks the epoch whose
 # weights are kept and that early stopping and the plateau schedule read.
 MONITORS = {
-    "val_accuracy": lambda val: val["mean_accuracy"],
-    "val_loss": lambda val: -val["loss"],
+    "val_accuracy": lambda val, fit: val["mean_accuracy"],
+    "val_loss": lambda val, fit: -val["loss"],
+    # The epoch where the model fits train and val alike (a seed's choice of checkpoint).
+    "train_val_gap": lambda val, fit: -abs(fit["mean_accuracy"] - val["mean_accuracy"]),
 }
+
+
+def amp(device: torch.device, precision: str) -> tuple[torch.dtype | None, bool]:
+    """The autocast dtype (None: fp32) and whether gradients are scaled, for a device and train.precision.
+
+    Only a GPU autocasts: the CPU computes in fp32 (see TrainParams.precision). fp16's narrow
+    range underflows small gradients, so it comes with a gradient scaler; bf16 needs none.
+    """
+    if device.type != "cuda" or precision == "fp32":
+        return None, False
+    return (torch.float16, True) if precision == "fp16" else (torch.bfloat16, False)
 
 
 def resolve_device(choice: str) -> torch.device:
@@ -94,14 +108,21 @@ class Context:
     # An exponential moving average of the weights, updated after every step; what is validated and saved.
     ema: AveragedModel | None = None
 
+    # Per training row: its loss weight (loss.group_weight), or None when every row weighs 1.
+    row_weights: torch.Tensor | None = None
+    # fp16's loss scaling; disabled (a pass-through) for every other precision.
+    scaler: torch.amp.GradScaler = dataclasses.field(default_factory=lambda: torch.amp.GradScaler(enabled=False))
+
     @property
     def autocast(self):
-        bf16 = self.device.type == "cuda" and self.params.train.precision == "bf16"
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16)
+        dtype, _ = amp(self.device, self.params.train.precision)
+        return torch.autocast(self.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
 
 
-def model_step(ctx: Context, images: torch.Tensor, labels: torch.Tensor, train: bool):
-    """Loss and logits of one batch; the same code for training and evaluation."""
+def model_step(
+    ctx: Context, images: torch.Tensor, labels: torch.Tensor, train: bool, weights: torch.Tensor | None = None
+):
+    """Loss and logits of one batch; the same code for training and evaluation. ``weights``: per image."""
     if isinstance(images, list):  # still-encoded JPEGs: decoded on the device, in one call
         images = decode_batch(images, ctx.device)
     images = images.to(ctx.device, non_blocking=True)
@@ -111,6 +132,8 @@ def model_step(ctx: Context, images: torch.Tensor, labels: torch.Tensor, train: 
     )
     # -1 marks a label the labels stage left out (labels.policy drop): no loss, no accuracy.
     known = labels >= 0
+    if weights is not None:  # the loss's mask takes weights: a weighted mean over the known labels
+        known = known * weights.to(ctx.device).view(-1, 1)
     target = labels.clamp(min=0).float()
     mixing = train and ctx.params.augment.mixup_alpha > 0
     if mixing:
@@ -120,13 +143,17 @@ def model_step(ctx: Context, images: torch.Tensor, labels: torch.Tensor, train: 
     with ctx.autocast:
         logits = ctx.model(x).float()
     if not mixing:
-        return ctx.loss(logits, target, None if known.all() else known), logits
+        return ctx.loss(logits, target, None if weights is None and known.all() else known), logits
     if ctx.params.augment.mixup_on == "loss":
         # The losses of both label sets, mixed: under focal loss this differs from mixing the labels.
         loss = lam * ctx.loss(logits, target, known) + (1 - lam) * ctx.loss(logits, target[perm], known[perm])
         return loss, logits
-    both = known & known[perm]
-    return ctx.loss(logits, augment.mix_labels(target, lam, perm), None if both.all() else both), logits
+    # A mixed image counts where both labels are known, weighted as its two images are mixed.
+    both = (known > 0) & (known[perm] > 0)
+    if weights is not None:
+        both = both * (lam * known + (1 - lam) * known[perm])
+    mask = None if weights is None and both.all() else both
+    return ctx.loss(logits, augment.mix_labels(target, lam, perm), mask), logits
 
 
 # Batches between reads of the loss on the host. Each read waits for the device to finish; reading every
@@ -173,12 +200,17 @@ def run_epoch(
                 break
             # On the device once: the step's loss and the accuracy sums below both read them there.
             labels = labels.to(ctx.device, non_blocking=True)
-            loss, logits = model_step(ctx, images, labels, train)
+            weights = ctx.row_weights[rows] if train and ctx.row_weights is not None else None
+            loss, logits = model_step(ctx, images, labels, train, weights)
             if train:
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.after_batch()
+                ctx.scaler.scale(loss).backward()
+                scale = ctx.scaler.get_scale() if ctx.scaler.is_enabled() else None
+                ctx.scaler.step(optimizer)
+                ctx.scaler.update()
+                # A step fp16's scaler skipped (inf gradients; the scale then drops) is no step of the schedule.
+                if scale is None or ctx.scaler.get_scale() >= scale:
+                    schedule.after_batch()
                 if ctx.ema is not None:
                     ctx.ema.update_parameters(_plain_model(ctx.model))
             known = labels >= 0
@@ -236,9 +268,10 @@ def build(params: Params, positive_rates: np.ndarray, device: torch.device, n_ou
     model = models.build_model(params.model, n_outputs).to(device)
     if params.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    mean, std = models.normalization(model)
+    mean, std = models.normalization(model, params.model.normalization)
     loss = AttributeLoss(params.loss, torch.as_tensor(positive_rates)).to(device)
     ctx = Context(model, loss, params, device, torch.tensor(mean, device=device), torch.tensor(std, device=device))
+    ctx.scaler = torch.amp.GradScaler(device.type, enabled=amp(device, params.train.precision)[1])
     if params.train.ema:
         # Buffers too: BatchNorm's running statistics must match the averaged weights.
         ctx.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(params.train.ema), use_buffers=True)
@@ -290,12 +323,15 @@ def train(
     seen = pd.read_parquet(labels_file) if labels_file is not None else None
     train_set = ShardDataset(shard_dir, "train", target, encoded=tp.decode_on == "device", labels=seen)
     val_set = ShardDataset(shard_dir, "val", target, encoded=tp.decode_on == "device")
-    rates = target.positive_rates(train_set.frame)
+    # The shares of the images trained on: with train.subset, of those alone (focal alpha and weighting read them).
+    rates = target.positive_rates(train_set.frame[groups.in_subset(train_set.frame, params)])
     torch.manual_seed(tp.seed)  # the initial weights are part of what the seed fixes
     ctx = build(params, rates, device, len(target.names))
+    ctx.row_weights = groups.weights(train_set.frame, params)
     optimizer = optim.build_optimizer(ctx.model, params.optimizer)
     # Batches of one rank's share: the schedule steps once per batch on every rank.
-    steps = math.ceil(len(RankSampler(len(train_set), tp.seed, 0, world)) / tp.batch_size)
+    pool = functools.partial(groups.pool, train_set.frame, train_set.targets.numpy(), params)
+    steps = math.ceil(len(RankSampler(len(train_set), tp.seed, 0, world, pool=pool(0))) / tp.batch_size)
     if tp.limit_batches:
         steps = min(steps, tp.limit_batches)
     schedule = optim.build_schedule(optimizer, params.schedule, steps, tp.epochs, params.optimizer.lr)
@@ -303,6 +339,7 @@ def train(
     key = fingerprint(params, shard_dir, labels_file)
 
     monitor = choose(MONITORS, tp.monitor, "train.monitor")
+    schedule_monitor = choose(MONITORS, params.schedule.monitor or tp.monitor, "schedule.monitor")
     state = {"epoch": 0, "best": -math.inf, "best_accuracy": 0.0, "best_epoch": -1, "stale": 0}
     last = out_dir / "last.pt"
     resumed = False
@@ -314,6 +351,8 @@ def train(
                 ctx.ema.load_state_dict(ckpt["ema"])
             optimizer.load_state_dict(ckpt["optimizer"])
             schedule.load_state_dict(ckpt["schedule"])
+            if ckpt.get("scaler"):  # fp16's loss scale, where it had got to
+                ctx.scaler.load_state_dict(ckpt["scaler"])
             state = ckpt["state"]
             resumed = True
             if world.main:
@@ -341,7 +380,7 @@ def train(
                 epoch,
                 tp.workers,
                 device.type == "cuda",
-                sampler=RankSampler(len(train_set), tp.seed, epoch, world),
+                sampler=RankSampler(len(train_set), tp.seed, epoch, world, pool=pool(epoch)),
             )
             lr = optimizer.param_groups[0]["lr"]
             seen = [] if trace else None
@@ -375,8 +414,8 @@ def train(
             val = run_epoch(
                 _evaluating(ctx), val_data, desc="val", progress=progress, limit=tp.limit_batches, world=world
             )
-            score = monitor(val)
-            schedule.after_epoch(score)
+            score = monitor(val, fit)
+            schedule.after_epoch(schedule_monitor(val, fit))
             elapsed = time.perf_counter() - start
             improved = score > state["best"]
             state = {
@@ -417,6 +456,7 @@ def train(
                         "ema": ctx.ema.state_dict() if ctx.ema is not None else None,
                         "optimizer": optimizer.state_dict(),
                         "schedule": schedule.state_dict(),
+                        "scaler": ctx.scaler.state_dict(),
                         "state": state,
                     },
                 )
@@ -454,6 +494,11 @@ def train(
             "mean": ctx.mean.tolist(),
             "std": ctx.std.tolist(),
             "center_crop": list(params.augment.center_crop) if params.augment.center_crop else None,
+            # What else of the geometry applies in evaluation: prediction crops as evaluation did.
+            "eval_geometry": {
+                k: list(v) if v else None
+                for k, v in (("random_crop", params.augment.random_crop), ("eval_crop", params.augment.eval_crop))
+            },
             "input_size": list(params.model.input_size) if params.model.input_size else None,
             "model_params": params.model.model_dump(mode="json"),
             "positive_rates": [float(r) for r in rates],

@@ -81,4 +81,5 @@ class AttributeLoss(nn.Module):
             loss = loss * (self.pos_weight * targets + self.neg_weight * (1 - targets))
         if known is None:
             return loss.mean()
-        return (loss * known).sum() / known.sum().clamp(min=1)
+        # known may weigh labels (loss.group_weight), so a batch's weights can sum below 1.
+        return (loss * known).sum() / known.sum().clamp(min=1e-12)

@@ -112,10 +112,19 @@ def build_model(params: ModelParams, outputs: int) -> AttributeNet:
     return AttributeNet(backbone, head, frozen)
 
 
-def normalization(model: AttributeNet) -> tuple[list[float], list[float]]:
-    """The mean and std timm's config gives this backbone."""
-    config = timm.data.resolve_model_data_config(model.backbone)
-    return list(config["mean"]), list(config["std"])
+# model.normalization: the input's mean and std, besides the backbone's own (timm's config for it).
+NORMALIZATIONS = {
+    "imagenet": ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+    "half": ([0.5, 0.5, 0.5], [0.5, 0.5, 0.5]),
+}
+
+
+def normalization(model: AttributeNet, choice: str = "timm") -> tuple[list[float], list[float]]:
+    """The mean and std for the input: timm's config for this backbone, or a fixed choice."""
+    if choice == "timm":
+        config = timm.data.resolve_model_data_config(model.backbone)
+        return list(config["mean"]), list(config["std"])
+    return choose(NORMALIZATIONS, choice, "model.normalization")
 
 
 def signature(params: ModelParams, target_names: tuple[str, ...]) -> dict:
