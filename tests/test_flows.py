@@ -313,7 +313,11 @@ def test_a_worker_started_by_the_flows_cli_joins_its_pool_on_the_projects_server
         assert api.client.read_work_pool("remote-gpus").type == "process"
     finally:
         os.killpg(process.pid, 15)
-        out = process.communicate(timeout=60)[0]
+        try:
+            out = process.communicate(timeout=60)[0]
+        except subprocess.TimeoutExpired:  # a loaded machine can keep Prefect's graceful shutdown past a minute
+            os.killpg(process.pid, 9)
+            out = process.communicate()[0]
     assert f"against {prefect['url']}" in out
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import math
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -37,10 +36,27 @@ def _drawn(seed: int, count: int):
     return [(Image.open(io.BytesIO(data)).convert("RGB"), attrs, lm) for _, data, attrs, lm in draw_faces(count, seed)]
 
 
-def _predict(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "faceattrs.cli", "predict", *args], capture_output=True, text=True, cwd=cwd, timeout=300
-    )
+@pytest.fixture
+def predict_cli(capsys, monkeypatch):
+    """`faceattrs predict ARGS` run in this process from ``cwd``: exit code, stdout and stderr.
+
+    In process, not a subprocess: each would spend seconds importing torch again.
+    """
+
+    def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+        from faceattrs import cli
+
+        monkeypatch.chdir(cwd)
+        capsys.readouterr()
+        try:
+            cli.main(["predict", *args])
+            code = 0
+        except SystemExit as done:
+            code = done.code or 0
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out.out, out.err)
+
+    return run
 
 
 def test_a_photo_is_read_upright_by_its_exif_orientation(tmp_path):
@@ -133,14 +149,14 @@ def test_a_real_photo_has_one_face_with_its_eyes_found(name):
     assert again and np.abs(again[0].eyes - 60 - target).max() <= 6
 
 
-def test_two_faces_give_two_rows_with_boxes_and_an_annotated_picture(learned_model, tmp_path):
+def test_two_faces_give_two_rows_with_boxes_and_an_annotated_picture(learned_model, predict_cli, tmp_path):
     (a, _, la), (b, _, lb) = _drawn(7, 2)
     canvas = Image.new("RGB", (700, 400), (70, 90, 110))
     place(a, la, canvas, 5, 1.3, (30, 60))
     place(b, lb, canvas, -5, 1.4, (380, 40))
     canvas.save(tmp_path / "two.jpg", quality=92)
     out = tmp_path / "out"
-    run = _predict(str(tmp_path / "two.jpg"), "--model", str(learned_model), "--out", str(out), cwd=tmp_path)
+    run = predict_cli(str(tmp_path / "two.jpg"), "--model", str(learned_model), "--out", str(out), cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     frame = pd.read_csv(tmp_path / "out" / "predictions.csv", index_col="image_id")
     assert list(frame.index) == ["two.jpg#1", "two.jpg#2"] and sorted(frame["face"]) == [1, 2]
@@ -153,12 +169,12 @@ def test_two_faces_give_two_rows_with_boxes_and_an_annotated_picture(learned_mod
     assert tuple(edge) == (255, 210, 0)  # the box is drawn where the table says
 
 
-def test_one_photo_prints_a_table_per_face(learned_model, tmp_path):
+def test_one_photo_prints_a_table_per_face(learned_model, predict_cli, tmp_path):
     ((face, _, landmarks),) = _drawn(8, 1)
     canvas = Image.new("RGB", (500, 420), (120, 100, 80))
     place(face, landmarks, canvas, 8, 1.5, (90, 40))
     canvas.save(tmp_path / "photo.png")
-    run = _predict(str(tmp_path / "photo.png"), "--model", str(learned_model), cwd=tmp_path)
+    run = predict_cli(str(tmp_path / "photo.png"), "--model", str(learned_model), cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     head = run.stdout.splitlines()[0]
     assert head.startswith("photo.png  face 1: box ") and "eyes by haar" in head
@@ -166,7 +182,7 @@ def test_one_photo_prints_a_table_per_face(learned_model, tmp_path):
 
 
 @pytest.mark.parametrize("picture", ["blank", "scene"])
-def test_no_face_is_a_clear_error_and_nothing_is_written(learned_model, tmp_path, picture):
+def test_no_face_is_a_clear_error_and_nothing_is_written(learned_model, predict_cli, tmp_path, picture):
     from faceattrs.synthetic import drawing
 
     if picture == "blank":
@@ -175,7 +191,7 @@ def test_no_face_is_a_clear_error_and_nothing_is_written(learned_model, tmp_path
         img = drawing.draw_no_face(np.random.default_rng(3)).resize((534, 654))
     img.save(tmp_path / f"{picture}.jpg", quality=90)
     out = tmp_path / "out"
-    run = _predict(str(tmp_path / f"{picture}.jpg"), "--model", str(learned_model), "--out", str(out), cwd=tmp_path)
+    run = predict_cli(str(tmp_path / f"{picture}.jpg"), "--model", str(learned_model), "--out", str(out), cwd=tmp_path)
     assert run.returncode == 1
     assert f"no face found in 1 of 1 photos: {tmp_path / picture}.jpg" in run.stderr and "nothing written" in run.stderr
     assert not out.exists()
@@ -213,7 +229,7 @@ def test_an_aligned_file_scores_as_its_shard_row_does(learned_model, tmp_path):
     assert np.allclose(predictor.logits_for(f.source for f in found.faces), shard_logits[:4], atol=1e-4)
 
 
-def test_photos_sharing_a_file_name_keep_their_own_rows_and_pictures(learned_model, tmp_path):
+def test_photos_sharing_a_file_name_keep_their_own_rows_and_pictures(learned_model, predict_cli, tmp_path):
     (a, _, la), (b, _, lb) = _drawn(12, 2)
     for folder, (face, landmarks) in (("one", (a, la)), ("two", (b, lb))):
         canvas = Image.new("RGB", (480, 400), (80, 100, 120))
@@ -222,7 +238,7 @@ def test_photos_sharing_a_file_name_keep_their_own_rows_and_pictures(learned_mod
         canvas.save(tmp_path / folder / "IMG_0001.jpg", quality=92)
     out = tmp_path / "out"
     one, two = tmp_path / "one", tmp_path / "two"
-    run = _predict(
+    run = predict_cli(
         str(one), str(two), str(one / "IMG_0001.jpg"), "--model", str(learned_model), "--out", str(out), cwd=tmp_path
     )
     assert run.returncode == 0, run.stderr
@@ -231,14 +247,16 @@ def test_photos_sharing_a_file_name_keep_their_own_rows_and_pictures(learned_mod
     assert len(list((out / "annotated").glob("*.png"))) == 2
 
 
-def test_a_photo_over_the_size_limit_is_read_smaller_and_its_boxes_are_in_its_own_pixels(learned_model, tmp_path):
+def test_a_photo_over_the_size_limit_is_read_smaller_and_its_boxes_are_in_its_own_pixels(
+    learned_model, predict_cli, tmp_path
+):
     ((face, _, landmarks),) = _drawn(13, 1)
     canvas = Image.new("RGB", (4096, 3072), (100, 90, 80))
     eyes = place(face, landmarks, canvas, 0, 3.0, (1500, 1000))
     canvas.save(tmp_path / "big.jpg", quality=90)
     assert align.open_photo(tmp_path / "big.jpg").info["scale"] == 2.0
     out = tmp_path / "out"
-    run = _predict(str(tmp_path / "big.jpg"), "--model", str(learned_model), "--out", str(out), cwd=tmp_path)
+    run = predict_cli(str(tmp_path / "big.jpg"), "--model", str(learned_model), "--out", str(out), cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     row = pd.read_csv(out / "predictions.csv", index_col="image_id").iloc[0]
     assert row["box_left"] < eyes[0, 0] < eyes[1, 0] < row["box_left"] + row["box_width"]

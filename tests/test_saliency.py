@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
@@ -91,23 +88,25 @@ def test_attention_rollout_is_chosen_for_a_vit_and_reads_timm_attention_right():
     assert torch.allclose(direct, patches, atol=1e-5)
 
 
-def test_explain_writes_the_picture_and_names_a_wrong_attribute(learned_model, tmp_path):
-    image = next(iter(sorted((learned_model.parents[1] / "raw").glob("*.zip"))))
-    from faceattrs.data.archive import ImageArchive
-
-    archive = ImageArchive.of(image.parent)
-    photo = tmp_path / "face.jpg"
-    photo.write_bytes(archive.read(archive.names()[0]))
-    command = [sys.executable, "-m", "faceattrs.cli", "explain", str(photo), "--model", str(learned_model)]
-    run = subprocess.run([*command, "--attribute", "Eyeglasses"], capture_output=True, text=True, cwd=tmp_path)
-    assert run.returncode == 0, run.stderr
-    assert "(178x218, taken as aligned): Eyeglasses: p = " in run.stdout and "(Grad-CAM)" in run.stdout
+def test_explain_writes_the_picture_and_names_a_wrong_attribute(learned_model, tmp_path, capsys, monkeypatch):
     from PIL import Image
 
+    from faceattrs import cli
+    from faceattrs.data.archive import ImageArchive
+
+    archive = ImageArchive.of(learned_model.parents[1] / "raw")
+    photo = tmp_path / "face.jpg"
+    photo.write_bytes(archive.read(archive.names()[0]))
+    monkeypatch.chdir(tmp_path)  # in process: a subprocess would spend seconds importing torch again
+    command = ["explain", str(photo), "--model", str(learned_model)]
+    cli.main([*command, "--attribute", "Eyeglasses"])
+    out = capsys.readouterr().out
+    assert "(178x218, taken as aligned): Eyeglasses: p = " in out and "(Grad-CAM)" in out
     picture = Image.open(tmp_path / "predictions" / "explain" / "face.Eyeglasses.png")
     assert picture.height >= 218 and picture.width > 178 + 64
-    wrong = subprocess.run([*command, "--attribute", "Eyeglases"], capture_output=True, text=True, cwd=tmp_path)
-    assert wrong.returncode == 1 and "did you mean Eyeglasses?" in wrong.stderr
+    with pytest.raises(SystemExit) as wrong:
+        cli.main([*command, "--attribute", "Eyeglases"])
+    assert wrong.value.code == 1 and "did you mean Eyeglasses?" in capsys.readouterr().err
 
 
 def test_explain_refuses_an_attribute_the_model_does_not_predict(learned_model):
