@@ -28,6 +28,7 @@ import pandas as pd
 import yaml
 
 from bench.common import machine
+from faceattrs.cli import add_set_option
 from faceattrs.core.params import Params, parse_params
 from faceattrs.data import shards
 from faceattrs.data.archive import ImageArchive
@@ -104,15 +105,7 @@ def main() -> None:
     p.add_argument("--raw", type=Path, default=Path("data/raw"))
     p.add_argument("--split", type=Path, default=Path("data/split"))
     p.add_argument("--only", choices=["previous", "current"], help="run one configuration only")
-    p.add_argument(
-        "-S",
-        "--set",
-        dest="sets",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="change the current configuration (repeatable)",
-    )
+    add_set_option(p, "change the current configuration (repeatable)")
     args = p.parse_args()
     truth = truth_if_synthetic(args.raw)
     configs = {"previous": configuration(copy.deepcopy(PREVIOUS), []), "current": configuration(None, args.sets)}

@@ -23,7 +23,8 @@ def predict(args: argparse.Namespace) -> None:
 
     # Unless given, the model and thresholds the predict stage reads, as dvc.yaml declares them.
     model = args.model or stage_path("predict", "model.pt")
-    thresholds_file = args.thresholds or _project_thresholds()
+    # Without a file (outside a DVC project), probability 0.5.
+    thresholds_file = args.thresholds or _declared("predict", "thresholds.json")
     predictor = Predictor(model, args.device, tta=args.tta)
     thresholds = outputs.load_thresholds(thresholds_file, predictor.targets)
     index, logits, faces = outputs.predict_paths(
@@ -74,31 +75,30 @@ def explain(args: argparse.Namespace) -> None:
 def serve(args: argparse.Namespace) -> None:
     from faceattrs.prediction.serve import serve as run
 
-    def declared(stage: str, name: str) -> Path | None:
-        try:
-            return stage_path(stage, name)
-        except Exception:  # outside a DVC project: no test images to offer
-            return None
-
     run(
         args.model or stage_path("predict", "model.pt"),
-        args.thresholds or _project_thresholds(),
-        declared("evaluate", "raw"),
-        declared("predict", "shards"),
+        args.thresholds or _declared("predict", "thresholds.json"),
+        _declared("evaluate", "raw"),  # outside a DVC project: no test images to offer
+        _declared("predict", "shards"),
         args.host,
         args.port,
         args.tta,
     )
 
 
-def _project_thresholds() -> Path | None:
-    """The thresholds file of this project's predict stage; None outside a DVC project (probability 0.5)."""
+def _declared(stage: str, name: str) -> Path | None:
+    """The path named ``name`` that this project's dvc.yaml declares for ``stage``; None outside a DVC project."""
     from faceattrs.core.errors import InputError
 
     try:
-        return stage_path("predict", "thresholds.json")
+        return stage_path(stage, name)
     except InputError:
         return None
+
+
+def add_set_option(parser: argparse.ArgumentParser, help: str) -> None:
+    """A repeatable ``-S KEY=VALUE`` params override, as ``dvc exp run -S`` takes it, collected in ``sets``."""
+    parser.add_argument("-S", "--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help=help)
 
 
 def recipe(args: argparse.Namespace) -> None:
@@ -134,9 +134,30 @@ def main(argv: list[str] | None = None) -> None:
         prog="faceattrs", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("predict", help="the attributes of photos, folders of photos, or shard sets")
+    # What predict, explain and serve share: the model, and test-time augmentation as evaluate uses it.
+    model = argparse.ArgumentParser(add_help=False)
+    model.add_argument(
+        "--model", type=Path, default=None, help="model file (default: the predict stage's, from dvc.yaml)"
+    )
+    model.add_argument(
+        "--tta",
+        choices=["none", "flip"],
+        default="flip",
+        help="flip averages each image with its mirror, as evaluate does by default (evaluate.tta)",
+    )
+    # What predict and explain share: where the model runs, and how sure a face in a photo must be.
+    photo = argparse.ArgumentParser(add_help=False)
+    photo.add_argument("--device", default="cpu")
+    photo.add_argument(
+        "--min-face-score",
+        type=float,
+        default=0.0,
+        help="dlib's margin a face must reach in a photo (0: dlib's own default; higher finds fewer, surer faces)",
+    )
+    p = sub.add_parser(
+        "predict", parents=[model, photo], help="the attributes of photos, folders of photos, or shard sets"
+    )
     p.add_argument("paths", nargs="+", type=Path)
-    p.add_argument("--model", type=Path, default=None, help="model file (default: the predict stage's, from dvc.yaml)")
     p.add_argument(
         "--thresholds",
         type=Path,
@@ -145,44 +166,29 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--out", type=Path, default=None, help="folder for the prediction files (default: predictions/)")
     p.add_argument("--split", default="test", help="which split of a shard folder")
-    p.add_argument("--device", default="cpu")
     p.add_argument(
         "--no-annotate",
         dest="annotate",
         action="store_false",
         help="do not draw the annotated pictures (one per photo with faces, in OUT/annotated/)",
     )
-    p.add_argument(
-        "--min-face-score",
-        type=float,
-        default=0.0,
-        help="dlib's margin a face must reach in a photo (0: dlib's own default; higher finds fewer, surer faces)",
-    )
-    p.add_argument(
-        "--tta",
-        choices=["none", "flip"],
-        default="flip",
-        help="flip averages each image with its mirror, as evaluate does by default (evaluate.tta)",
-    )
     p.set_defaults(run=predict)
-    e = sub.add_parser("explain", help="a saliency map: where the model looks for one attribute in a photo")
+    e = sub.add_parser(
+        "explain", parents=[model, photo], help="a saliency map: where the model looks for one attribute in a photo"
+    )
     e.add_argument("image", type=Path)
     e.add_argument("--attribute", required=True, help="an attribute the model predicts, e.g. Smiling")
     e.add_argument("--face", type=int, default=1, help="which face of the photo, best first (default 1)")
-    e.add_argument("--model", type=Path, default=None, help="model file (default: the predict stage's, from dvc.yaml)")
     e.add_argument("--out", type=Path, default=None, help="folder for the picture (default: predictions/)")
-    e.add_argument("--device", default="cpu")
-    e.add_argument("--min-face-score", type=float, default=0.0, help="as for predict")
-    e.add_argument("--tta", choices=["none", "flip"], default="flip", help="as for predict (the probability shown)")
     e.set_defaults(run=explain)
-    v = sub.add_parser("serve", help="a local web page: upload a photo or pick a test image, see bars and saliency")
-    v.add_argument("--model", type=Path, default=None, help="model file (default: the predict stage's, from dvc.yaml)")
+    v = sub.add_parser(
+        "serve", parents=[model], help="a local web page: upload a photo or pick a test image, see bars and saliency"
+    )
     v.add_argument("--thresholds", type=Path, default=None, help="as for predict")
     v.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: this machine only; 0.0.0.0 for all)"
     )
     v.add_argument("--port", type=int, default=8000)
-    v.add_argument("--tta", choices=["none", "flip"], default="flip", help="as for predict")
     v.set_defaults(run=serve)
     r = sub.add_parser("recipe", help="list the published recipes, print one's `dvc exp run` command, or run it")
     r.add_argument("name", nargs="?")
@@ -190,14 +196,9 @@ def main(argv: list[str] | None = None) -> None:
         "--run", dest="execute", action="store_true", help="run the experiment instead of printing its command"
     )
     r.add_argument("--params", type=Path, default=Path("params.yaml"))
-    r.add_argument(
-        "-S",
-        "--set",
-        dest="sets",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="another override after the recipe's, as `dvc exp run -S` takes it (repeatable), "
+    add_set_option(
+        r,
+        "another override after the recipe's, as `dvc exp run -S` takes it (repeatable), "
         "e.g. -S data.source=local -S data.local.path=/data/celeba",
     )
     r.set_defaults(run=recipe)
