@@ -32,6 +32,14 @@ def test_a_subset_pool_holds_only_its_rows_once_each():
     assert groups.pool(frame, targets, tiny_params(), 0) is None
 
 
+def test_a_row_whose_subset_label_is_unknown_is_not_in_the_subset():
+    # The labels stage leaves a label it distrusts out as -1; "~Male" must not read it as a man, nor "Male" as one.
+    frame = _frame(6)
+    frame["Male"] = [0, 1, -1, 0, -1, 1]
+    for expression, kept in (("~Male", [0, 3]), ("Male", [1, 5]), ("Male | Blond_Hair", [1, 5])):
+        assert np.flatnonzero(groups.in_subset(frame, tiny_params(train={"subset": expression}))).tolist() == kept
+
+
 def test_balancing_oversamples_each_combination_to_the_commonest_and_leaves_no_row_out():
     frame = _frame()
     targets = frame[["Blond_Hair"]].to_numpy()

@@ -144,22 +144,8 @@ def test_a_bad_extra_override_is_refused_before_dvc_runs(monkeypatch, capsys):
 def reduced(name: str) -> Params:
     """A recipe at a scale this machine runs in seconds: images and crops a quarter of the size, batches
     of 16, two in one epoch, no pretrained weights; every other choice as the recipe makes it."""
-    params = recipes.resolve(name, REPO / "params.yaml")
-
-    def quarter(size):
-        return [max(8, round(v / 4)) for v in size] if size else None
-
-    model = {"pretrained": False, "input_size": quarter(params.model.input_size)}
-    if params.model.backbone.startswith("vit_"):  # a ViT's position embedding is built for one image size
-        seen = params.model.input_size or params.preprocess.size
-        model["backbone_args"] = {**(params.model.backbone_args or {}), "img_size": quarter(seen)}
-    raw = params.model_dump(mode="json")
-    raw["model"].update(model)
-    raw["preprocess"].update(size=quarter(params.preprocess.size), workers=1)
-    for crop in ("center_crop", "random_crop", "eval_crop"):
-        raw["augment"][crop] = quarter(getattr(params.augment, crop))
-    raw["train"].update(epochs=1, batch_size=16, limit_batches=2, workers=0)
-    return parse_params(raw, f"reduced recipe {name}")
+    train = {"epochs": 1, "batch_size": 16, "limit_batches": 2}
+    return recipes.scaled(recipes.resolve(name, REPO / "params.yaml"), 0.25, name=name, train=train)
 
 
 def weights_file(backbone: str, folder: Path) -> tuple[Path, str]:

@@ -426,6 +426,11 @@ def test_prediction_crops_as_evaluation_did(tiny_shards, tmp_path):
         1, -1, 1, 1
     )
     assert torch.allclose(seen, centre, atol=1e-4)
+    # A model file of the older layout, its centre crop a key of its own beside the other crops, still crops.
+    ckpt = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
+    ckpt["center_crop"], ckpt["eval_geometry"] = [36, 28], {"random_crop": None, "eval_crop": None}
+    torch.save(ckpt, tmp_path / "older.pt")
+    assert Predictor(tmp_path / "older.pt").augment.center_crop == (36, 28)
 
 
 def test_a_gradient_scaler_steps_scales_and_is_kept_for_resuming(tiny_shards, tmp_path):
@@ -447,3 +452,64 @@ def test_a_gradient_scaler_steps_scales_and_is_kept_for_resuming(tiny_shards, tm
     assert "scale" in ctx.scaler.state_dict()
     loop.train(params, tiny_shards, tmp_path / "models", tmp_path / "live", progress=False)
     assert "scaler" in torch.load(tmp_path / "models" / "last.pt", weights_only=True)
+
+
+def test_progressive_resizing_trains_small_and_evaluates_at_full_size():
+    params = tiny_params(train={"epochs": 3, "low_res_epochs": 2, "low_res_scale": 0.5})
+    ctx = loop.build(params, np.full(40, 0.5), torch.device("cpu"), 40)
+    seen = []
+    ctx.model.register_forward_pre_hook(lambda module, args: seen.append(tuple(args[0].shape[-2:])))
+    images, labels = torch.randint(0, 256, (4, 3, 40, 32), dtype=torch.uint8), torch.zeros(4, 40, dtype=torch.int8)
+    ctx.input_scale = 0.5
+    loop.model_step(ctx, images, labels, train=True)
+    loop.model_step(ctx, images, labels, train=False)
+    ctx.input_scale = 1.0
+    loop.model_step(ctx, images, labels, train=True)
+    assert seen == [(20, 16), (40, 32), (40, 32)]
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (
+            {"train": {"epochs": 3, "low_res_epochs": 3}},
+            r"train\.low_res_epochs \(3\) must be fewer than train\.epochs",
+        ),
+        ({"train": {"low_res_epochs": 1}, "model": {"backbone": "vit_tiny_patch16_224"}}, r"dynamic_img_size"),
+    ],
+)
+def test_progressive_resizing_is_refused_where_it_cannot_work(raw, message):
+    from faceattrs.core.params import ParamsError, parse_params
+
+    with pytest.raises(ParamsError, match=message):
+        parse_params(raw)
+
+
+def test_the_low_res_epochs_come_first(tiny_shards, tmp_path, monkeypatch):
+    scales, real = [], loop.model_step
+
+    def spy(ctx, images, labels, train, weights=None):
+        if train:
+            scales.append(ctx.input_scale)
+        return real(ctx, images, labels, train, weights)
+
+    monkeypatch.setattr(loop, "model_step", spy)
+    params = tiny_params(train={"epochs": 3, "low_res_epochs": 2, "limit_batches": 1})
+    loop.train(params, tiny_shards, tmp_path / "models", tmp_path / "live", progress=False)
+    assert scales == [0.7, 0.7, 1.0]
+
+
+def test_a_last_training_batch_of_one_image_is_left_out_and_batchnorm_heads_train(tiny_shards, tmp_path):
+    from faceattrs.training.loader import ShardDataset, batches_per_epoch, loader
+    from faceattrs.training.targets import Targets
+
+    n = len(ShardDataset(tiny_shards, "train", Targets(("Smiling",))))
+    items = [(i, i, i) for i in range(n)]
+    assert [len(batch[1]) for batch in loader(items, n - 1, True, 0, 0, 0)] == [n - 1]
+    assert batches_per_epoch(n, n - 1) == 1
+    assert [len(batch[1]) for batch in loader(items, n - 1, False, 0, 0, 0)] == [n - 1, 1]  # evaluation keeps it
+    assert batches_per_epoch(n + 1, n - 1) == 2  # a last batch of two stays
+    # The MLP head's BatchNorm1d raised on a last batch of one ("Expected more than 1 value per channel").
+    params = tiny_params(train={"epochs": 1, "batch_size": n - 1}, model={"head": "mlp", "head_hidden": 8})
+    summary = loop.train(params, tiny_shards, tmp_path / "models", tmp_path / "live", progress=False)
+    assert summary["epochs"] == 1

@@ -233,6 +233,13 @@ class ModelParams(Section):
         "timm", description="the input's mean and std: the backbone's own (timm), ImageNet's, or 0.5 and 0.5"
     )
 
+    @property
+    def fixed_image_size(self) -> bool:
+        """Whether the backbone is built for one image size: timm's transformers (position embeddings,
+        windows) unless made with ``dynamic_img_size``. timm has no flag for this, hence the families."""
+        families = ("vit_", "deit", "beit", "eva", "swin", "cait", "levit")
+        return self.backbone.startswith(families) and not (self.backbone_args or {}).get("dynamic_img_size")
+
 
 class TargetParams(Section):
     """What the model predicts."""
@@ -385,6 +392,18 @@ class TrainParams(Section):
     ema: float = Field(
         0.0, ge=0, lt=1, description="decay per step of a weight average that is validated and saved; 0: none"
     )
+    low_res_epochs: int = Field(
+        0,
+        ge=0,
+        description="progressive resizing: the first N epochs train on images shrunk by low_res_scale; they are "
+        "validated but neither kept as the best nor counted by early stopping",
+    )
+    low_res_scale: float = Field(
+        0.7,
+        gt=0,
+        le=1,
+        description="the side of the low_res_epochs' images against the model's input (0.7: half the pixels)",
+    )
     compile: bool = False
     channels_last: bool = Field(
         True, description="NHWC memory layout for images and weights: faster convolutions on GPUs and on many CPUs"
@@ -421,6 +440,16 @@ class TrainParams(Section):
             except Exception as err:  # InputError: pydantic wants a ValueError to report it in place
                 raise ValueError(str(err)) from None
         return value
+
+    @model_validator(mode="after")
+    def _last_epoch_at_full_size(self) -> TrainParams:
+        # BatchNorm's statistics follow the image size; evaluation sees the full one.
+        if self.low_res_epochs >= self.epochs:
+            raise ValueError(
+                f"train.low_res_epochs ({self.low_res_epochs}) must be fewer than train.epochs ({self.epochs}): "
+                "the last epochs train at the size evaluation sees"
+            )
+        return self
 
     @model_validator(mode="after")
     def _rendezvous_for_nodes(self) -> TrainParams:
@@ -498,6 +527,11 @@ class Params(Section):
         if gap and self.augment.mixup_alpha > 0:
             raise ValueError(
                 "train.monitor train_val_gap with augment.mixup_alpha: accuracy on mixed images is no train accuracy"
+            )
+        if self.train.low_res_epochs and self.model.fixed_image_size:
+            raise ValueError(
+                f"train.low_res_epochs with model.backbone {self.model.backbone}: a ViT's position embedding is built "
+                "for one image size; set model.backbone_args {dynamic_img_size: true}"
             )
         return self
 

@@ -22,6 +22,12 @@ def evaluate(expression: str, frame: pd.DataFrame) -> np.ndarray:
     return _evaluate(_parse(expression), frame)
 
 
+def known(expression: str, frame: pd.DataFrame) -> np.ndarray:
+    """Rows where every attribute the expression reads has a label: an unknown one (-1, left out by the
+    labels stage) would otherwise read as true."""
+    return (frame[list(names(expression))] >= 0).all(axis=1).to_numpy()
+
+
 def names(expression: str) -> tuple[str, ...]:
     """The attributes an expression reads, sorted."""
     return tuple(sorted({_attribute(n) for n in ast.walk(_parse(expression)) if isinstance(n, ast.Name)}))

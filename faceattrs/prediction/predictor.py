@@ -46,10 +46,9 @@ class Predictor:
         )
         self.mean = torch.tensor(ckpt["mean"], device=self.device)
         self.std = torch.tensor(ckpt["std"], device=self.device)
-        geometry = {k: tuple(v) for k, v in (ckpt.get("eval_geometry") or {}).items() if v}
-        self.augment = AugmentParams(
-            hflip=0.0, center_crop=tuple(ckpt["center_crop"]) if ckpt["center_crop"] else None, **geometry
-        )
+        # Files written before the crops were kept together hold the centre crop on its own.
+        geometry = {"center_crop": ckpt.get("center_crop"), **(ckpt.get("eval_geometry") or {})}
+        self.augment = AugmentParams(hflip=0.0, **{k: tuple(v) for k, v in geometry.items() if v})
         self.input_size = tuple(ckpt["input_size"]) if ckpt["input_size"] else None
         self.positive_rates = np.array(ckpt["positive_rates"])
         # Where the training images' eyes sit on the aligned image; photos are aligned to it.

@@ -131,3 +131,27 @@ def flat_keys(overrides: dict, prefix: str = "") -> list[str]:
     for k, v in overrides.items():
         keys += flat_keys(v, f"{prefix}{k}.") if isinstance(v, dict) else [f"{prefix}{k}"]
     return keys
+
+
+def scaled(params: Params, factor: float, *, name: str = "recipe", train: dict | None = None) -> Params:
+    """A recipe at another scale: every image size and crop times ``factor`` (at least 8 pixels), no
+    pretrained weights, one loader process, ``train`` keys changed; every other choice as the recipe makes it.
+
+    For running a recipe where its real size does not fit (a test, a CPU benchmark). A backbone
+    built for one image size (a ViT) is built for the scaled size it will see.
+    """
+    from faceattrs.training.augment import output_size
+
+    def times(size):
+        return [max(8, round(v * factor)) for v in size] if size else None
+
+    raw = params.model_dump(mode="json")
+    raw["model"].update(pretrained=False, weights=None, input_size=times(params.model.input_size))
+    if params.model.fixed_image_size:
+        seen = params.model.input_size or output_size(params.augment, *params.preprocess.size)
+        raw["model"]["backbone_args"] = {**(params.model.backbone_args or {}), "img_size": times(seen)}
+    raw["preprocess"].update(size=times(params.preprocess.size), workers=1)
+    for crop in ("center_crop", "random_crop", "eval_crop"):
+        raw["augment"][crop] = times(getattr(params.augment, crop))
+    raw["train"].update(workers=0, **(train or {}))
+    return parse_params(raw, f"{name} at {factor:g} of its size")

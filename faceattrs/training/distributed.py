@@ -109,7 +109,8 @@ class RankSampler(Sampler[int]):
     """This rank's share of one epoch: a permutation fixed by (seed, epoch), dealt out like cards.
 
     Unlike torch's DistributedSampler it never pads with repeats, so across ranks each
-    sample (each entry of ``pool``, where one is given) is dealt exactly once per epoch;
+    sample (each entry of ``pool``, where one is given) is dealt exactly once per epoch
+    (the training loader may then drop a rank's last batch of one: ``loader.drops_last``);
     ranks may get one sample more or less, which DDP's join context absorbs.
     """
 

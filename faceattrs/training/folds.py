@@ -7,7 +7,6 @@ photo of a person would know the others too well.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ from tqdm import tqdm
 from faceattrs.core.params import Params
 from faceattrs.data.celeba import ATTRIBUTES
 from faceattrs.training import optim
-from faceattrs.training.loader import ShardDataset, loader
+from faceattrs.training.loader import ShardDataset, batches_per_epoch, loader
 from faceattrs.training.loop import build, predict, resolve_device, run_epoch, seed_epoch
 from faceattrs.training.targets import Targets
 
@@ -45,7 +44,10 @@ def out_of_fold(
 
     Returns the probabilities, the dataset (its ``frame`` holds the given labels) and the fold of each image.
     The models take the training params (model, loss, augmentations, optimizer, schedule)
-    for ``epochs`` epochs each.
+    for ``epochs`` epochs each, but not the fairness mitigations (``train.subset``,
+    ``train.balance``, ``loss.group``): every training image needs its probability from a
+    model fitted to the labels as given, and a label's chance of being wrong does not
+    depend on how much its group's errors are meant to cost.
     """
     device = resolve_device(params.train.device)
     tp = params.train
@@ -60,7 +62,7 @@ def out_of_fold(
         rates = data.targets[fit_rows].float().mean(dim=0).numpy()
         ctx = build(params, rates, device, len(ATTRIBUTES))
         optimizer = optim.build_optimizer(ctx.model, params.optimizer)
-        steps = math.ceil(len(fitting) / tp.batch_size)
+        steps = batches_per_epoch(len(fitting), tp.batch_size)
         schedule = optim.build_schedule(optimizer, params.schedule, steps, epochs, params.optimizer.lr)
         for epoch in range(epochs):
             ctx.generator = seed_epoch(tp.seed * 100 + k, epoch, device)

@@ -17,10 +17,10 @@ from faceattrs.training.loader import epoch_generator
 
 
 def in_subset(frame: pd.DataFrame, params: Params) -> np.ndarray:
-    """Which training rows ``train.subset`` keeps (all without one)."""
+    """Which training rows ``train.subset`` keeps (all without one); not those with an unknown label it reads."""
     if params.train.subset is None:
         return np.ones(len(frame), dtype=bool)
-    keep = expressions.evaluate(params.train.subset, frame)
+    keep = expressions.evaluate(params.train.subset, frame) & expressions.known(params.train.subset, frame)
     if not keep.any():
         raise InputError(f"train.subset: no training image has {params.train.subset!r}")
     return keep
@@ -32,7 +32,8 @@ def pool(frame: pd.DataFrame, targets: np.ndarray, params: Params, epoch: int) -
     ``frame`` holds the training split's 40 attributes, ``targets`` its target labels (rows
     in order). With ``train.balance``, every combination of that attribute and the target
     is drawn as often as the commonest one: each of its rows at least that many times over
-    (whole copies, then a different sample of the rest each epoch), so no row is left out.
+    (whole copies, then a different sample of the rest each epoch), so no row is left out
+    (but for a last batch of one image, which the loader drops: ``loader.drops_last``).
     Rows whose group or target label the labels stage left out (-1) are dealt once each.
     """
     tp = params.train

@@ -7,6 +7,7 @@ happen there (``faceattrs.augment``).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +91,21 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 100_003 + epoch)
 
 
+def drops_last(n: int, batch_size: int, shuffle: bool) -> bool:
+    """Whether a shuffled (training) pass over ``n`` items leaves out its last batch: only when it holds one.
+
+    BatchNorm cannot train on a single image where it follows a global pool (ResNeSt's
+    split attention, the MLP head): torch raises. Any other last batch is kept, so no
+    image is left out of an epoch for nothing.
+    """
+    return shuffle and n > 1 and n % batch_size == 1
+
+
+def batches_per_epoch(n: int, batch_size: int, shuffle: bool = True) -> int:
+    """The batches ``loader`` yields for ``n`` items: what the schedule counts as one epoch's steps."""
+    return n // batch_size if drops_last(n, batch_size, shuffle) else math.ceil(n / batch_size)
+
+
 def loader(
     dataset: Dataset,
     batch_size: int,
@@ -110,6 +126,6 @@ def loader(
         generator=epoch_generator(seed, epoch),
         pin_memory=pin_memory,
         persistent_workers=False,
-        drop_last=False,
+        drop_last=drops_last(len(sampler) if sampler is not None else len(dataset), batch_size, shuffle),
         collate_fn=collate_encoded if getattr(dataset, "encoded", False) else None,
     )

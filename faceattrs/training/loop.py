@@ -33,7 +33,7 @@ from faceattrs.data import shards
 from faceattrs.training import augment, distributed, groups, models, optim
 from faceattrs.training import targets as targets_mod
 from faceattrs.training.distributed import SINGLE, RankSampler, World
-from faceattrs.training.loader import ShardDataset, decode_batch, loader
+from faceattrs.training.loader import ShardDataset, batches_per_epoch, decode_batch, loader
 from faceattrs.training.losses import AttributeLoss
 
 TRAIN_SECTIONS = ("model", "target", "loss", "augment", "optimizer", "schedule", "train")
@@ -110,6 +110,8 @@ class Context:
 
     # Per training row: its loss weight (loss.group_weight), or None when every row weighs 1.
     row_weights: torch.Tensor | None = None
+    # The side of the training images against the model's input this epoch (train.low_res_scale, or 1).
+    input_scale: float = 1.0
     # fp16's loss scaling; disabled (a pass-through) for every other precision.
     scaler: torch.amp.GradScaler = dataclasses.field(default_factory=lambda: torch.amp.GradScaler(enabled=False))
 
@@ -127,9 +129,11 @@ def model_step(
         images = decode_batch(images, ctx.device)
     images = images.to(ctx.device, non_blocking=True)
     labels = labels.to(ctx.device, non_blocking=True)
-    x = augment.prepare(
-        images, ctx.params.augment, ctx.mean, ctx.std, ctx.generator, train, ctx.params.model.input_size
-    )
+    size = ctx.params.model.input_size
+    if train and ctx.input_scale != 1:  # progressive resizing: the model's input size, shrunk
+        h, w = size or augment.output_size(ctx.params.augment, *images.shape[-2:])
+        size = (max(8, round(h * ctx.input_scale)), max(8, round(w * ctx.input_scale)))
+    x = augment.prepare(images, ctx.params.augment, ctx.mean, ctx.std, ctx.generator, train, size)
     # -1 marks a label the labels stage left out (labels.policy drop): no loss, no accuracy.
     known = labels >= 0
     if weights is not None:  # the loss's mask takes weights: a weighted mean over the known labels
@@ -154,6 +158,22 @@ def model_step(
         both = both * (lam * known + (1 - lam) * known[perm])
     mask = None if weights is None and both.all() else both
     return ctx.loss(logits, augment.mix_labels(target, lam, perm), mask), logits
+
+
+def optimizer_step(ctx: Context, loss: torch.Tensor, optimizer) -> bool:
+    """Backward and one optimizer step through fp16's loss scaler (a pass-through otherwise), then the EMA.
+
+    False when the scaler skipped the step (inf gradients; the scale then drops): that is no step
+    of the schedule.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    ctx.scaler.scale(loss).backward()
+    scale = ctx.scaler.get_scale() if ctx.scaler.is_enabled() else None
+    ctx.scaler.step(optimizer)
+    ctx.scaler.update()
+    if ctx.ema is not None:
+        ctx.ema.update_parameters(_plain_model(ctx.model))
+    return scale is None or ctx.scaler.get_scale() >= scale
 
 
 # Batches between reads of the loss on the host. Each read waits for the device to finish; reading every
@@ -202,17 +222,8 @@ def run_epoch(
             labels = labels.to(ctx.device, non_blocking=True)
             weights = ctx.row_weights[rows] if train and ctx.row_weights is not None else None
             loss, logits = model_step(ctx, images, labels, train, weights)
-            if train:
-                optimizer.zero_grad(set_to_none=True)
-                ctx.scaler.scale(loss).backward()
-                scale = ctx.scaler.get_scale() if ctx.scaler.is_enabled() else None
-                ctx.scaler.step(optimizer)
-                ctx.scaler.update()
-                # A step fp16's scaler skipped (inf gradients; the scale then drops) is no step of the schedule.
-                if scale is None or ctx.scaler.get_scale() >= scale:
-                    schedule.after_batch()
-                if ctx.ema is not None:
-                    ctx.ema.update_parameters(_plain_model(ctx.model))
+            if train and optimizer_step(ctx, loss, optimizer):
+                schedule.after_batch()
             known = labels >= 0
             hits = (((logits > 0) == labels.bool()) & known).sum(dim=0)
             correct = hits if correct is None else correct + hits
@@ -331,7 +342,7 @@ def train(
     optimizer = optim.build_optimizer(ctx.model, params.optimizer)
     # Batches of one rank's share: the schedule steps once per batch on every rank.
     pool = functools.partial(groups.pool, train_set.frame, train_set.targets.numpy(), params)
-    steps = math.ceil(len(RankSampler(len(train_set), tp.seed, 0, world, pool=pool(0))) / tp.batch_size)
+    steps = batches_per_epoch(len(RankSampler(len(train_set), tp.seed, 0, world, pool=pool(0))), tp.batch_size)
     if tp.limit_batches:
         steps = min(steps, tp.limit_batches)
     schedule = optim.build_schedule(optimizer, params.schedule, steps, tp.epochs, params.optimizer.lr)
@@ -372,6 +383,7 @@ def train(
         for epoch in range(state["epoch"], tp.epochs):
             start = time.perf_counter()
             ctx.generator = seed_epoch(tp.seed, epoch, device)
+            ctx.input_scale = tp.low_res_scale if epoch < tp.low_res_epochs else 1.0
             train_data = loader(
                 train_set,
                 tp.batch_size,
@@ -417,13 +429,15 @@ def train(
             score = monitor(val, fit)
             schedule.after_epoch(schedule_monitor(val, fit))
             elapsed = time.perf_counter() - start
-            improved = score > state["best"]
+            # A low-resolution epoch's weights are no candidate: their BatchNorm statistics are of smaller images.
+            candidate = epoch >= tp.low_res_epochs
+            improved = candidate and score > state["best"]
             state = {
                 "epoch": epoch + 1,
-                "best": max(state["best"], score),
+                "best": score if improved else state["best"],
                 "best_accuracy": val["mean_accuracy"] if improved else state["best_accuracy"],
                 "best_epoch": epoch + 1 if improved else state["best_epoch"],
-                "stale": 0 if improved else state["stale"] + 1,
+                "stale": 0 if improved else state["stale"] + candidate,
             }
             if world.main:
                 for name, value in (
@@ -493,11 +507,10 @@ def train(
             "mean_eyes": shards.read_mean_eyes(shard_dir),
             "mean": ctx.mean.tolist(),
             "std": ctx.std.tolist(),
-            "center_crop": list(params.augment.center_crop) if params.augment.center_crop else None,
-            # What else of the geometry applies in evaluation: prediction crops as evaluation did.
+            # The geometry that applies in evaluation: prediction crops as evaluation did.
             "eval_geometry": {
-                k: list(v) if v else None
-                for k, v in (("random_crop", params.augment.random_crop), ("eval_crop", params.augment.eval_crop))
+                k: list(getattr(params.augment, k)) if getattr(params.augment, k) else None
+                for k in ("center_crop", "random_crop", "eval_crop")
             },
             "input_size": list(params.model.input_size) if params.model.input_size else None,
             "model_params": params.model.model_dump(mode="json"),

@@ -24,9 +24,7 @@ class Targets:
         if self.expression is None:
             return frame[list(self.names)].to_numpy(np.int8)
         value = expressions.evaluate(self.expression, frame).astype(np.int8)
-        # A derived target is unknown where any label it reads is unknown (-1).
-        unknown = (frame[list(self.attributes)] < 0).any(axis=1).to_numpy()
-        return np.where(unknown, -1, value).astype(np.int8)[:, None]
+        return np.where(expressions.known(self.expression, frame), value, -1).astype(np.int8)[:, None]
 
     @property
     def attributes(self) -> tuple[str, ...]:
