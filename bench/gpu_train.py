@@ -1,6 +1,6 @@
 """Training step throughput fed by the real loader from shards, against the same steps fed random tensors on the device.
 
-Both use the project's training step (bf16 autocast and channels_last on CUDA, the
+Both use the project's training step (bf16 or fp16 autocast and channels_last on CUDA, the
 same augmentation and loss); the ratio says how much of the device the loader
 leaves idle (target: 0.9 or more). Shards at the requested size are written first
 from a raw folder, so the recipe resolutions can be measured. Runs on the CPU
@@ -28,7 +28,7 @@ from faceattrs.data import shards
 from faceattrs.data.archive import ImageArchive
 from faceattrs.training import optim
 from faceattrs.training.loader import ShardDataset, decode_batch, loader
-from faceattrs.training.loop import build, model_step, resolve_device
+from faceattrs.training.loop import build, model_step, optimizer_step, resolve_device
 from faceattrs.training.targets import from_params
 
 PREFETCH = 2  # torch's DataLoader default prefetch_factor, which the project's loader keeps
@@ -54,9 +54,7 @@ def images_per_second(ctx, batches, steps: int, warmup: int, work) -> float:
 def training_step(ctx, optimizer):
     def step(images, labels):
         loss, _ = model_step(ctx, images, labels, train=True)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        optimizer_step(ctx, loss, optimizer)  # with fp16's loss scaler, as training takes it
 
     return step
 
@@ -88,7 +86,7 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--decode-on", choices=["loader", "device"], default="loader")
     p.add_argument("--compile", action="store_true")
-    p.add_argument("--precision", choices=["bf16", "fp32"], default="bf16", help="autocast on a GPU")
+    p.add_argument("--precision", choices=["bf16", "fp16", "fp32"], default="bf16", help="autocast on a GPU")
     p.add_argument("--raw", type=Path, default=Path("data/raw"))
     p.add_argument("--images", type=int, default=0, help="images to shard (0: enough for the steps)")
     p.add_argument(
