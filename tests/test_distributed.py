@@ -143,6 +143,8 @@ def test_two_nodes_by_rendezvous_train_the_model_two_local_processes_train(tiny_
         assert torch.equal(two_nodes["state_dict"][name], tensor), name
 
 
+# Three trainings, about 40 s: with -m slow (make test-all). The two torchrun tests above keep DDP in the default run.
+@pytest.mark.slow
 def test_two_nodes_train_the_model_one_process_trains_on_the_same_batches(tiny_shards, tmp_path):
     # With no batch statistics (ConvNeXt's LayerNorm normalises each image alone) and no random
     # augmentation, two ranks of 16 take, step by step, the same 32 images as one process with
