@@ -32,9 +32,9 @@ from faceattrs.data import splits
 from faceattrs.synthetic.truth import truth_if_synthetic
 from faceattrs.training.augment import output_size
 
-# Backbones whose epochs take minutes here even at a quarter of their size (resnest50d at 80x80, about 3.5;
-# vit_small_patch8 at 56x56, about 3.5; resnext50 at 54x44, about 1); the three others run their own epochs.
-HEAVY = ("resnext50-mse-adamax", "resnest50-focal-frequency", "dino-vits8-fair-target")
+# Minutes per epoch of recipes.HEAVY here: resnest50d at 80x80 and vit_small_patch8 at 56x56 about 3.5,
+# resnext50 at 54x44 about 1; the three others run their recipe's own epochs.
+HEAVY = recipes.HEAVY
 
 
 def recipe_params(name: str, params_file: Path, factor: float, heavy_epochs: int):

@@ -161,10 +161,7 @@ def weights_file(backbone: str, folder: Path) -> tuple[Path, str]:
 
 
 # The three largest backbones take about 15 s each even at this scale; they run with -m slow (make test-all).
-HEAVY = {"resnest50-focal-frequency", "resnext50-mse-adamax", "dino-vits8-fair-target"}
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in NAMES])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in recipes.HEAVY else n for n in NAMES])
 def test_every_recipe_trains_evaluates_and_predicts_end_to_end(name, synthetic_raw, tmp_path):
     from faceattrs.cleaning.clean import load_raw
     from faceattrs.data import shards

@@ -133,6 +133,11 @@ def flat_keys(overrides: dict, prefix: str = "") -> list[str]:
     return keys
 
 
+# The recipes whose backbones (resnext50, resnest50d, vit_small_patch8: 22-28 M parameters) take minutes an
+# epoch on a CPU even at a quarter of their size: slow tests, and fewer epochs in bench/recipe_accuracy.py.
+HEAVY = ("resnext50-mse-adamax", "resnest50-focal-frequency", "dino-vits8-fair-target")
+
+
 def scaled(params: Params, factor: float, *, name: str = "recipe", train: dict | None = None) -> Params:
     """A recipe at another scale: every image size and crop times ``factor`` (at least 8 pixels), no
     pretrained weights, one loader process, ``train`` keys changed; every other choice as the recipe makes it.
