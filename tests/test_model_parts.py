@@ -159,6 +159,25 @@ def test_centre_crop_and_flip_are_exact():
     assert torch.allclose(flip, x.flip(-1).float() / 255, atol=1e-5)
 
 
+def test_alternating_flip_shows_every_image_both_ways_in_each_pair_of_epochs():
+    params = AugmentParams(flip_order="alternate")
+    epochs = [augment.epoch_flips(params, 1000, seed=3, epoch=e) for e in range(4)]
+    assert torch.equal(epochs[0], epochs[2]) and torch.equal(epochs[1], epochs[3])
+    assert torch.equal(epochs[0], ~epochs[1])
+    assert 400 < int(epochs[0].sum()) < 600  # a random half, fixed by the seed
+    assert not torch.equal(epochs[0], augment.epoch_flips(params, 1000, seed=4, epoch=0))
+    assert augment.epoch_flips(AugmentParams(), 1000, seed=3, epoch=0) is None  # random: drawn per batch
+    with pytest.raises(ValueError, match=r"hflip to 0\.5"):
+        AugmentParams(flip_order="alternate", hflip=0.3)
+    # The batch's flags decide, not the generator: rows 0 and 2 mirrored, 1 and 3 not.
+    x = torch.randint(0, 256, (4, 3, 40, 32), dtype=torch.uint8)
+    zero, one = torch.zeros(3), torch.ones(3)
+    flags = torch.tensor([True, False, True, False])
+    out = augment.prepare(x, params, zero, one, torch.Generator(), True, flips=flags)
+    expected = torch.where(flags.view(-1, 1, 1, 1), x.flip(-1), x).float() / 255
+    assert torch.allclose(out, expected, atol=1e-5)
+
+
 @pytest.mark.parametrize("head", sorted(models.HEADS))
 def test_every_head(head):
     model = models.build_model(TINY.model_copy(update={"head": head}), 7)
@@ -183,6 +202,26 @@ def test_every_optimizer_takes_a_step(name):
     model(torch.randn(4, 3, 40, 32)).pow(2).mean().backward()
     opt.step()
     assert not torch.equal(before, model.head[1].weight)
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
+def test_fused_optimizers_step_as_torchs_loop_does(name):
+    # The fused kernel is a speed-up only: from the same weights and gradients, the same step as torch's
+    # per-tensor loop, to rounding (one step: Adam's later steps magnify roundings in gradients near zero).
+    models_and_opts = []
+    for fused in (True, False):
+        torch.manual_seed(0)
+        model = models.build_model(TINY, 3)
+        settings = OptimizerParams(name=name, lr=0.01, nesterov=True)
+        opt = optim.build_optimizer(model, settings) if fused else optim.OPTIMIZERS[name](model.parameters(), settings)
+        models_and_opts.append((model, opt))
+    assert models_and_opts[0][1].defaults["fused"] is True and not models_and_opts[1][1].defaults["fused"]
+    x = torch.randn(4, 3, 40, 32, generator=torch.Generator().manual_seed(1))
+    for model, opt in models_and_opts:
+        model(x).pow(2).mean().backward()
+        opt.step()
+    for a, b in zip(models_and_opts[0][0].parameters(), models_and_opts[1][0].parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", sorted(optim.SCHEDULES))

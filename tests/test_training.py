@@ -19,7 +19,7 @@ from faceattrs.evaluation import evaluate
 from faceattrs.prediction import outputs, photos
 from faceattrs.prediction.predictor import Predictor
 from faceattrs.synthetic.truth import read_truth
-from faceattrs.training import loop, models
+from faceattrs.training import layout, loop, models
 from faceattrs.training.losses import AttributeLoss
 from tests.conftest import REPO, tiny_params
 
@@ -273,6 +273,34 @@ def test_the_cpu_step_runs_in_fp32_in_the_memory_layout_asked(channels_last):
     assert x.is_contiguous(memory_format=torch.channels_last) == channels_last
     assert x.is_contiguous() != channels_last
     assert first_conv.weight.is_contiguous(memory_format=torch.channels_last) == channels_last
+
+
+def test_on_the_cpu_convolutions_on_small_maps_stay_nchw_and_compute_the_same():
+    params = tiny_params(train={"channels_last": True})
+    torch.manual_seed(0)
+    ctx = loop.build(params, np.full(40, 0.5), torch.device("cpu"), 40, size=(80, 64))
+    torch.manual_seed(0)
+    everywhere = loop.build(params, np.full(40, 0.5), torch.device("cpu"), 40)  # no size: all channels_last
+    small = layout.small_map_convolutions(ctx.model, (80, 64), layout.NCHW_BELOW_PIXELS)
+    # resnet10t at 80x64: layer3 works on 5x4 maps after its first convolution, layer4 on 3x2.
+    assert {name for name, m in ctx.model.named_modules() if m in small} == {
+        "backbone.layer3.0.conv2",
+        "backbone.layer3.0.downsample.1",
+        "backbone.layer4.0.conv1",
+        "backbone.layer4.0.conv2",
+        "backbone.layer4.0.downsample.1",
+    }
+    for model, kept in ((ctx.model, small), (everywhere.model, [])):
+        for m in model.modules():
+            if isinstance(m, torch.nn.Conv2d) and m.kernel_size != (1, 1):  # a 1x1 kernel has both layouts
+                assert m.weight.is_contiguous(memory_format=torch.channels_last) == (m not in kept)
+    seen = []
+    small[0].register_forward_hook(lambda module, args, out: seen.append(out))
+    images = torch.randint(0, 256, (4, 3, 80, 64), dtype=torch.uint8)
+    labels = torch.zeros(4, 40, dtype=torch.int8)
+    (_, mixed), (_, plain) = (loop.model_step(c, images, labels, train=False) for c in (ctx, everywhere))
+    assert seen[0].is_contiguous() and not seen[0].is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(mixed, plain, atol=1e-4)
 
 
 def test_early_stopping_stops_when_val_accuracy_stalls(tiny_shards, tmp_path, monkeypatch):

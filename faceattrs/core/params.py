@@ -310,6 +310,11 @@ class AugmentParams(Section):
     """Augmentations, applied per image on the device to uint8 batches."""
 
     hflip: float = Field(0.5, ge=0, le=1)
+    flip_order: Literal["random", "alternate"] = Field(
+        "random",
+        description="alternate flips a fixed random half of the images in even epochs and the other half in odd ones "
+        "(airbench's alternating flip; needs hflip 0.5); random draws each image's flip anew with chance hflip",
+    )
     affine: AffineParams | None = Field(None, description="{degrees, translate, scale: [low, high], p}")
     random_resized_crop: ResizedCropParams | None = Field(None, description="{scale: [low, high], ratio: [low, high]}")
     center_crop: tuple[int, int] | None = Field(None, description="[height, width], in training and evaluation alike")
@@ -338,6 +343,8 @@ class AugmentParams(Section):
             raise ValueError("augment.random_crop and augment.random_resized_crop: set one; both place the crop")
         if self.eval_crop and (self.center_crop or self.random_crop):
             raise ValueError("augment.eval_crop: center_crop and random_crop already crop in evaluation; set one")
+        if self.flip_order == "alternate" and self.hflip != 0.5:
+            raise ValueError("augment.flip_order alternate flips every image in half of the epochs: set hflip to 0.5")
         return self
 
 
@@ -349,6 +356,11 @@ class OptimizerParams(Section):
     weight_decay: float = Field(1e-4, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = False
+    fused: bool = Field(
+        True,
+        description="torch's fused kernel for sgd, adam and adamw on the CPU and GPUs: one step over all weights, "
+        "not a loop over tensors; the same update up to rounding",
+    )
 
 
 class ScheduleParams(Section):
@@ -406,7 +418,9 @@ class TrainParams(Section):
     )
     compile: bool = False
     channels_last: bool = Field(
-        True, description="NHWC memory layout for images and weights: faster convolutions on GPUs and on many CPUs"
+        True,
+        description="NHWC memory layout for images and weights: faster convolutions on GPUs and on many CPUs; on the "
+        "CPU, convolutions on maps under 32 pixels stay NCHW, which was faster there",
     )
     limit_batches: int = Field(0, ge=0, description="batches per epoch at most (0: all); for smoke runs")
     processes: int = Field(1, ge=1, description=">1: data-parallel under torchrun, one process per GPU")

@@ -20,6 +20,7 @@ from faceattrs.core.params import AugmentParams
 # The registry: what each name switches on in AugmentParams (used by tests and docs).
 AUGMENTATIONS = {
     "hflip": {"hflip": 0.5},
+    "alternating_flip": {"hflip": 0.5, "flip_order": "alternate"},
     "affine": {"affine": {"degrees": 10, "translate": 0.05, "scale": (0.9, 1.1)}},
     "affine_sometimes": {"affine": {"degrees": 10, "translate": 0.05, "scale": (0.9, 1.1), "p": 0.5}},
     "random_resized_crop": {"random_resized_crop": {"scale": (0.7, 1.0), "ratio": (0.75, 1.333)}},
@@ -50,11 +51,30 @@ def output_size(params: AugmentParams, height: int, width: int, train: bool = Tr
     return tuple(crop) if crop else (height, width)
 
 
-def geometric(x: torch.Tensor, params: AugmentParams, gen: torch.Generator | None, train: bool) -> torch.Tensor:
+def epoch_flips(params: AugmentParams, n: int, seed: int, epoch: int) -> torch.Tensor | None:
+    """Which of ``n`` training rows are flipped in ``epoch`` under ``flip_order: alternate``; None under random.
+
+    The same random half every even epoch and the other half every odd one, so that
+    each pair of epochs shows every image both ways (airbench's alternating flip).
+    """
+    if params.flip_order != "alternate" or not params.hflip:
+        return None
+    half = torch.rand(n, generator=torch.Generator().manual_seed(seed)) < 0.5
+    return half ^ bool(epoch % 2)
+
+
+def geometric(
+    x: torch.Tensor,
+    params: AugmentParams,
+    gen: torch.Generator | None,
+    train: bool,
+    flips: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Flip, affine and crops as one resampling; in evaluation only centre crops apply.
 
     ``random_crop`` is a crop at a random place in training and the centre one in
-    evaluation; ``eval_crop`` crops the centre in evaluation only.
+    evaluation; ``eval_crop`` crops the centre in evaluation only. ``flips`` (per
+    image) replaces the random flip: ``epoch_flips``' rows of this batch.
     """
     b, _, h, w = x.shape
     out_h, out_w = output_size(params, h, w, train)
@@ -83,7 +103,9 @@ def geometric(x: torch.Tensor, params: AugmentParams, gen: torch.Generator | Non
         left = torch.floor(torch.rand(b, generator=gen, device=dev) * (w - out_w + 1))
         top = torch.floor(torch.rand(b, generator=gen, device=dev) * (h - out_h + 1))
         centre_x, centre_y = left - (w - out_w) / 2, top - (h - out_h) / 2
-    if train and params.hflip:
+    if train and flips is not None:
+        flip = torch.where(flips.to(dev), -1.0, 1.0)
+    elif train and params.hflip:
         flip = torch.where(torch.rand(b, generator=gen, device=dev) < params.hflip, -1.0, 1.0)
     if train and params.affine:
         a = params.affine
@@ -180,10 +202,14 @@ def prepare(
     gen: torch.Generator | None,
     train: bool,
     size: tuple[int, int] | None = None,
+    flips: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """uint8 NCHW -> normalized float NCHW, augmented when ``train``; ``size`` resizes for the model."""
+    """uint8 NCHW -> normalized float NCHW, augmented when ``train``; ``size`` resizes for the model.
+
+    ``flips``: which images to flip, where ``flip_order`` is alternate (``epoch_flips``).
+    """
     x = batch.float().div_(255)
-    x = geometric(x, params, gen, train)
+    x = geometric(x, params, gen, train, flips)
     if size is not None and tuple(x.shape[-2:]) != tuple(size):
         x = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
     if train and params.color_jitter:

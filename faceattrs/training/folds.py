@@ -16,9 +16,9 @@ from tqdm import tqdm
 
 from faceattrs.core.params import Params
 from faceattrs.data.celeba import ATTRIBUTES
-from faceattrs.training import optim
+from faceattrs.training import augment, optim
 from faceattrs.training.loader import ShardDataset, batches_per_epoch, loader
-from faceattrs.training.loop import build, predict, resolve_device, run_epoch, seed_epoch
+from faceattrs.training.loop import build, input_size, predict, resolve_device, run_epoch, seed_epoch
 from faceattrs.training.targets import Targets
 
 
@@ -60,12 +60,13 @@ def out_of_fold(
         fitting = Subset(data, fit_rows)
         torch.manual_seed(tp.seed * 100 + k)  # each fold's initial weights, fixed by the seed
         rates = data.targets[fit_rows].float().mean(dim=0).numpy()
-        ctx = build(params, rates, device, len(ATTRIBUTES))
+        ctx = build(params, rates, device, len(ATTRIBUTES), input_size(params, data.spec.size))
         optimizer = optim.build_optimizer(ctx.model, params.optimizer)
         steps = batches_per_epoch(len(fitting), tp.batch_size)
         schedule = optim.build_schedule(optimizer, params.schedule, steps, epochs, params.optimizer.lr)
         for epoch in range(epochs):
             ctx.generator = seed_epoch(tp.seed * 100 + k, epoch, device)
+            ctx.flips = augment.epoch_flips(params.augment, len(data), tp.seed * 100 + k, epoch)
             batches = loader(fitting, tp.batch_size, True, tp.seed * 100 + k, epoch, tp.workers)
             run_epoch(ctx, batches, optimizer, schedule, f"fold {k + 1}/{folds}, epoch {epoch + 1}", progress)
             schedule.after_epoch(0.0)  # no validation inside a fold: plateau schedules see no change

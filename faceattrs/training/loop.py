@@ -30,7 +30,7 @@ from faceattrs.core.errors import Diverged, InputError, choose
 from faceattrs.core.params import Params
 from faceattrs.core.provenance import provenance
 from faceattrs.data import shards
-from faceattrs.training import augment, distributed, groups, models, optim
+from faceattrs.training import augment, distributed, groups, layout, models, optim
 from faceattrs.training import targets as targets_mod
 from faceattrs.training.distributed import SINGLE, RankSampler, World
 from faceattrs.training.loader import ShardDataset, batches_per_epoch, decode_batch, loader
@@ -110,6 +110,8 @@ class Context:
 
     # Per training row: its loss weight (loss.group_weight), or None when every row weighs 1.
     row_weights: torch.Tensor | None = None
+    # Per training row: whether it is flipped this epoch (augment.flip_order alternate); None draws flips at random.
+    flips: torch.Tensor | None = None
     # The side of the training images against the model's input this epoch (train.low_res_scale, or 1).
     input_scale: float = 1.0
     # fp16's loss scaling; disabled (a pass-through) for every other precision.
@@ -122,9 +124,17 @@ class Context:
 
 
 def model_step(
-    ctx: Context, images: torch.Tensor, labels: torch.Tensor, train: bool, weights: torch.Tensor | None = None
+    ctx: Context,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    train: bool,
+    weights: torch.Tensor | None = None,
+    rows: torch.Tensor | None = None,
 ):
-    """Loss and logits of one batch; the same code for training and evaluation. ``weights``: per image."""
+    """Loss and logits of one batch; the same code for training and evaluation.
+
+    ``weights``: per image; ``rows``: the images' training rows, for ``ctx.flips``.
+    """
     if isinstance(images, list):  # still-encoded JPEGs: decoded on the device, in one call
         images = decode_batch(images, ctx.device)
     images = images.to(ctx.device, non_blocking=True)
@@ -133,7 +143,8 @@ def model_step(
     if train and ctx.input_scale != 1:  # progressive resizing: the model's input size, shrunk
         h, w = size or augment.output_size(ctx.params.augment, *images.shape[-2:])
         size = (max(8, round(h * ctx.input_scale)), max(8, round(w * ctx.input_scale)))
-    x = augment.prepare(images, ctx.params.augment, ctx.mean, ctx.std, ctx.generator, train, size)
+    flips = ctx.flips[rows] if train and ctx.flips is not None and rows is not None else None
+    x = augment.prepare(images, ctx.params.augment, ctx.mean, ctx.std, ctx.generator, train, size, flips)
     # -1 marks a label the labels stage left out (labels.policy drop): no loss, no accuracy.
     known = labels >= 0
     if weights is not None:  # the loss's mask takes weights: a weighted mean over the known labels
@@ -221,7 +232,7 @@ def run_epoch(
             # On the device once: the step's loss and the accuracy sums below both read them there.
             labels = labels.to(ctx.device, non_blocking=True)
             weights = ctx.row_weights[rows] if train and ctx.row_weights is not None else None
-            loss, logits = model_step(ctx, images, labels, train, weights)
+            loss, logits = model_step(ctx, images, labels, train, weights, rows)
             if train and optimizer_step(ctx, loss, optimizer):
                 schedule.after_batch()
             known = labels >= 0
@@ -275,10 +286,22 @@ def seed_epoch(seed: int, epoch: int, device: torch.device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed * 1000 + epoch)
 
 
-def build(params: Params, positive_rates: np.ndarray, device: torch.device, n_outputs: int):
+def input_size(params: Params, stored: tuple[int, int]) -> tuple[int, int]:
+    """The [height, width] the model is fed from shard images of size ``stored``."""
+    return tuple(params.model.input_size or augment.output_size(params.augment, *stored))
+
+
+def build(
+    params: Params,
+    positive_rates: np.ndarray,
+    device: torch.device,
+    n_outputs: int,
+    size: tuple[int, int] | None = None,
+):
+    """The model, loss and everything else a step needs. ``size``: the model's input, for the CPU's layout."""
     model = models.build_model(params.model, n_outputs).to(device)
     if params.train.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        layout.to_channels_last(model, device, size)
     mean, std = models.normalization(model, params.model.normalization)
     loss = AttributeLoss(params.loss, torch.as_tensor(positive_rates)).to(device)
     ctx = Context(model, loss, params, device, torch.tensor(mean, device=device), torch.tensor(std, device=device))
@@ -337,7 +360,7 @@ def train(
     # The shares of the images trained on: with train.subset, of those alone (focal alpha and weighting read them).
     rates = target.positive_rates(train_set.frame[groups.in_subset(train_set.frame, params)])
     torch.manual_seed(tp.seed)  # the initial weights are part of what the seed fixes
-    ctx = build(params, rates, device, len(target.names))
+    ctx = build(params, rates, device, len(target.names), input_size(params, train_set.spec.size))
     ctx.row_weights = groups.weights(train_set.frame, params)
     optimizer = optim.build_optimizer(ctx.model, params.optimizer)
     # Batches of one rank's share: the schedule steps once per batch on every rank.
@@ -384,6 +407,7 @@ def train(
             start = time.perf_counter()
             ctx.generator = seed_epoch(tp.seed, epoch, device)
             ctx.input_scale = tp.low_res_scale if epoch < tp.low_res_epochs else 1.0
+            ctx.flips = augment.epoch_flips(params.augment, len(train_set), tp.seed, epoch)
             train_data = loader(
                 train_set,
                 tp.batch_size,
