@@ -516,10 +516,10 @@ def test_progressive_resizing_is_refused_where_it_cannot_work(raw, message):
 def test_the_low_res_epochs_come_first(tiny_shards, tmp_path, monkeypatch):
     scales, real = [], loop.model_step
 
-    def spy(ctx, images, labels, train, weights=None):
+    def spy(ctx, images, labels, train, *rest):
         if train:
             scales.append(ctx.input_scale)
-        return real(ctx, images, labels, train, weights)
+        return real(ctx, images, labels, train, *rest)
 
     monkeypatch.setattr(loop, "model_step", spy)
     params = tiny_params(train={"epochs": 3, "low_res_epochs": 2, "limit_batches": 1})
