@@ -81,6 +81,14 @@ def test_the_group_weight_weighs_that_group_s_loss():
         ({"augment": {"random_crop": [48, 32]}}, r"larger than preprocess\.size"),
         ({"augment": {"eval_crop": [8, 8], "center_crop": [16, 16]}}, r"augment\.eval_crop"),
         ({"train": {"monitor": "train_val_gap"}, "augment": {"mixup_alpha": 0.2}}, r"train_val_gap with augment"),
+        (
+            {
+                "train": {"balance": "Male"},
+                "target": {"attributes": ["Smiling"]},
+                "augment": {"flip_order": "alternate"},
+            },
+            r"flip_order alternate with train\.balance",
+        ),
     ],
 )
 def test_bad_group_and_crop_params_are_refused_by_key(sections, message):

@@ -282,6 +282,8 @@ def test_on_the_cpu_convolutions_on_small_maps_stay_nchw_and_compute_the_same():
     torch.manual_seed(0)
     everywhere = loop.build(params, np.full(40, 0.5), torch.device("cpu"), 40)  # no size: all channels_last
     small = layout.small_map_convolutions(ctx.model, (80, 64), layout.NCHW_BELOW_PIXELS)
+    conv = torch.nn.Conv2d(3, 3, 3, padding=1)
+    assert layout.small_map_convolutions(torch.nn.Sequential(conv, conv), (3, 2), 32) == [conv]  # called twice
     # resnet10t at 80x64: layer3 works on 5x4 maps after its first convolution, layer4 on 3x2.
     assert {name for name, m in ctx.model.named_modules() if m in small} == {
         "backbone.layer3.0.conv2",

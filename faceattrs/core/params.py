@@ -358,8 +358,8 @@ class OptimizerParams(Section):
     nesterov: bool = False
     fused: bool = Field(
         True,
-        description="torch's fused kernel for sgd, adam and adamw on the CPU and GPUs: one step over all weights, "
-        "not a loop over tensors; the same update up to rounding",
+        description="torch's fused kernel for sgd, adam and adamw on the CPU and GPUs, in place of its Python loop "
+        "over the weights; the same update up to rounding (adamax has none)",
     )
 
 
@@ -420,7 +420,7 @@ class TrainParams(Section):
     channels_last: bool = Field(
         True,
         description="NHWC memory layout for images and weights: faster convolutions on GPUs and on many CPUs; on the "
-        "CPU, convolutions on maps under 32 pixels stay NCHW, which was faster there",
+        "CPU, convolutions on maps under 32 pixels at the training input size stay NCHW, which was faster there",
     )
     limit_batches: int = Field(0, ge=0, description="batches per epoch at most (0: all); for smoke runs")
     processes: int = Field(1, ge=1, description=">1: data-parallel under torchrun, one process per GPU")
@@ -537,6 +537,11 @@ class Params(Section):
         one_target = self.target.expression or (self.target.attributes and len(self.target.attributes) == 1)
         if self.train.balance and not one_target:
             raise ValueError("train.balance balances one target: set target.expression or a single target.attributes")
+        if self.train.balance and self.augment.flip_order == "alternate":
+            raise ValueError(
+                "augment.flip_order alternate with train.balance: every copy of an oversampled image would be flipped "
+                "alike in an epoch; use flip_order random"
+            )
         gap = "train_val_gap" in (self.train.monitor, self.schedule.monitor)
         if gap and self.augment.mixup_alpha > 0:
             raise ValueError(

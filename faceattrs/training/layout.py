@@ -34,7 +34,7 @@ def small_map_convolutions(model: nn.Module, input_size: tuple[int, int], below:
         for hook in hooks:
             hook.remove()
         model.train(training)
-    return small
+    return list(dict.fromkeys(small))  # a module called twice in the pass is listed once
 
 
 def to_channels_last(model: nn.Module, device: torch.device, input_size: tuple[int, int] | None = None) -> int:
