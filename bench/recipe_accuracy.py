@@ -30,7 +30,7 @@ from bench.training_time import run
 from faceattrs import recipes
 from faceattrs.data import splits
 from faceattrs.synthetic.truth import truth_if_synthetic
-from faceattrs.training.augment import output_size
+from faceattrs.training.augment import model_input_size
 
 # Minutes per epoch of recipes.HEAVY here: resnest50d at 80x80 and vit_small_patch8 at 56x56 about 3.5,
 # resnext50 at 54x44 about 1; the three others run their recipe's own epochs.
@@ -62,7 +62,7 @@ def main() -> None:
             split = params.split
             manifest = clean.assign(split=splits.assign(clean, split.method, split.ratios, split.seed))
             row = run(name, params, args.raw, manifest, Path(tmp), truth)
-            seen = params.model.input_size or output_size(params.augment, *params.preprocess.size)
+            seen = model_input_size(params, params.preprocess.size)
             row["size"] = f"{'x'.join(map(str, params.preprocess.size))} -> {'x'.join(map(str, seen))}"
             row["published"] = recipes.table(name)["published"]
             rows.append(row)

@@ -87,6 +87,20 @@ def test_every_augmentation_on_a_tiny_batch(name):
         assert not torch.equal(a, plain), f"{name} changed nothing"
 
 
+def test_the_models_input_size_is_its_own_then_the_crops_then_the_shards():
+    from faceattrs.core.params import Params
+
+    stored = (80, 64)
+    assert augment.model_input_size(Params(), stored) == stored
+    cropped = Params(augment={"random_crop": [64, 48]})
+    assert augment.model_input_size(cropped, stored) == (64, 48)
+    # Evaluation's own crop is not what training feeds the model.
+    assert augment.model_input_size(Params(augment={"eval_crop": [64, 48]}), stored) == stored
+    assert augment.model_input_size(Params(model={"input_size": [96, 80]}, augment=cropped.augment), stored) == (96, 80)
+    assert augment.scaled_size((80, 64), 0.7) == (56, 45)
+    assert augment.scaled_size((20, 16), 0.25) == (8, 8)
+
+
 def test_random_crop_places_at_random_in_training_and_centres_in_evaluation():
     x = torch.randint(0, 256, (16, 3, 40, 32), dtype=torch.uint8)
     zero, one = torch.zeros(3), torch.ones(3)

@@ -549,8 +549,8 @@ class Params(Section):
             )
         if self.train.low_res_epochs and self.model.fixed_image_size:
             raise ValueError(
-                f"train.low_res_epochs with model.backbone {self.model.backbone}: a ViT's position embedding is built "
-                "for one image size; set model.backbone_args {dynamic_img_size: true}"
+                f"train.low_res_epochs with model.backbone {self.model.backbone}: its position embeddings or windows "
+                "are built for one image size; set model.backbone_args {dynamic_img_size: true}"
             )
         return self
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from scipy.special import expit
 
 from faceattrs.cleaning import label_errors
 from faceattrs.core.errors import InputError
@@ -64,7 +65,7 @@ def evaluate(model_file: Path, shard_dir: Path, params: EvaluateParams, truth: d
             if name in params.curves_for or len(predictor.targets) == 1
         }
         # Labels the model's out-of-sample probabilities call likely wrong (it never trained on val or test).
-        flags = label_errors.confident_learning(labels[split], 1 / (1 + np.exp(-logits[split])))
+        flags = label_errors.confident_learning(labels[split], expit(logits[split]))
         measures["flags"] = flags
         measures["accuracy_unflagged"] = metrics.accuracy_where(logits[split] > thresholds, labels[split], ~flags)
         results[split] = measures
@@ -84,7 +85,7 @@ def evaluate(model_file: Path, shard_dir: Path, params: EvaluateParams, truth: d
             label_errors.flagged_table(
                 results[split]["flags"],
                 labels[split],
-                1 / (1 + np.exp(-logits[split])),
+                expit(logits[split]),
                 frames[split].index,
                 predictor.targets,
             ).assign(split=split)
@@ -98,7 +99,7 @@ def evaluate(model_file: Path, shard_dir: Path, params: EvaluateParams, truth: d
         results["noise_ceiling"] = (clean == labels["test"]).mean(axis=0)
         results["accuracy_clean_labels"] = ((logits["test"] > thresholds) == clean).mean(axis=0)
         flags = results["test"]["flags"]
-        baseline = label_errors.confident_disagreement(labels["test"], 1 / (1 + np.exp(-logits["test"])))
+        baseline = label_errors.confident_disagreement(labels["test"], expit(logits["test"]))
         results["label_issue_scores"] = {
             "confident_learning": label_errors.score(flags, labels["test"], clean, predictor.targets),
             "confident_disagreement": label_errors.score(baseline, labels["test"], clean, predictor.targets),

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
 from faceattrs.core import atomic
 from faceattrs.core.errors import InputError
@@ -109,7 +110,7 @@ def predictions_frame(
 ) -> pd.DataFrame:
     """0/1 predictions and probabilities (``p_<name>``) per image, then where each face is (``faces``)."""
     pred = pd.DataFrame((logits > thresholds).astype(np.int8), index=index, columns=list(names))
-    probs = pd.DataFrame(1 / (1 + np.exp(-logits)), index=index, columns=[f"p_{n}" for n in names]).round(5)
+    probs = pd.DataFrame(expit(logits), index=index, columns=[f"p_{n}" for n in names]).round(5)
     frame = pd.concat([pred, probs], axis=1)
     if faces is not None:
         if not index.is_unique:  # a shard row and a photo of one name: joining would pair each with both

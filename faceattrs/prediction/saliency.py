@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from matplotlib import colormaps
 from PIL import Image
+from scipy.special import expit
 
 from faceattrs.core.errors import InputError
 
@@ -117,7 +118,7 @@ def explain(predictor, aligned: bytes | np.ndarray, attribute: str) -> tuple[flo
     images = predictor.tensor(aligned)[None]
     x = predictor.inputs(images)
     heat = saliency(predictor.model, x, index)[0]
-    probability = float(1 / (1 + np.exp(-predictor.logits(images)[0, index])))  # as predict gives it
+    probability = float(expit(predictor.logits(images)[0, index]))  # as predict gives it
     return probability, heat, seen_by(predictor, x)[0]
 
 
@@ -163,6 +164,6 @@ def sheet_rows(predictor, data, logits: np.ndarray, labels: np.ndarray, attribut
         for img, m, i in zip(seen_by(predictor, x), heat, chosen, strict=True):
             buffer = io.BytesIO()
             overlay(img, m).save(buffer, format="PNG")
-            cells.append((buffer.getvalue(), f"{data.ids[i]}\np={1 / (1 + np.exp(-logits[i, k])):.2f}"))
+            cells.append((buffer.getvalue(), f"{data.ids[i]}\np={expit(logits[i, k]):.2f}"))
         rows.append((f"{name} ({method(predictor.model.backbone)}): the surest true positives", cells))
     return rows

@@ -21,6 +21,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 from PIL import Image
+from scipy.special import expit
 
 from faceattrs.core.errors import InputError
 from faceattrs.data.archive import ImageArchive
@@ -56,14 +57,14 @@ def create_app(
             offered = list(itertools.islice((i for i in test_ids or [] if i in archive), TEST_IMAGES))
         except Exception as err:  # the page still scores uploads without test images to offer
             print(f"faceattrs serve: no test images to offer ({err})")
-    cut = 1 / (1 + np.exp(-thresholds))
+    cut = expit(thresholds)
 
     def score(name: str, data: bytes) -> dict:
         # The photo is read from memory: the upload never touches the disk.
         try:
             with model_lock:
                 found = photos.find([_Named(name, data)], predictor.mean_eyes)
-                probs = 1 / (1 + np.exp(-predictor.logits_for(f.source for f in found.faces)))
+                probs = expit(predictor.logits_for(f.source for f in found.faces))
         except InputError as err:
             raise HTTPException(422, str(err).replace(f"{name}: ", "")) from None
         if not found.faces:

@@ -145,15 +145,15 @@ def scaled(params: Params, factor: float, *, name: str = "recipe", train: dict |
     For running a recipe where its real size does not fit (a test, a CPU benchmark). A backbone
     built for one image size (a ViT) is built for the scaled size it will see.
     """
-    from faceattrs.training.augment import output_size
+    from faceattrs.training.augment import model_input_size, scaled_size
 
     def times(size):
-        return [max(8, round(v * factor)) for v in size] if size else None
+        return list(scaled_size(size, factor)) if size else None
 
     raw = params.model_dump(mode="json")
     raw["model"].update(pretrained=False, weights=None, input_size=times(params.model.input_size))
     if params.model.fixed_image_size:
-        seen = params.model.input_size or output_size(params.augment, *params.preprocess.size)
+        seen = model_input_size(params, params.preprocess.size)
         raw["model"]["backbone_args"] = {**(params.model.backbone_args or {}), "img_size": times(seen)}
     raw["preprocess"].update(size=times(params.preprocess.size), workers=1)
     for crop in ("center_crop", "random_crop", "eval_crop"):

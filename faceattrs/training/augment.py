@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from faceattrs.core.errors import choose
-from faceattrs.core.params import AugmentParams
+from faceattrs.core.params import AugmentParams, Params
 
 # The registry: what each name switches on in AugmentParams (used by tests and docs).
 AUGMENTATIONS = {
@@ -49,6 +49,16 @@ def output_size(params: AugmentParams, height: int, width: int, train: bool = Tr
     """The size geometric() gives: a fixed crop's, evaluation's own crop's, or the input's."""
     crop = params.center_crop or params.random_crop or (None if train else params.eval_crop)
     return tuple(crop) if crop else (height, width)
+
+
+def model_input_size(params: Params, stored: tuple[int, int]) -> tuple[int, int]:
+    """The [height, width] the model is fed in training from shard images of size ``stored``."""
+    return tuple(params.model.input_size or output_size(params.augment, *stored))
+
+
+def scaled_size(size: tuple[int, ...], factor: float) -> tuple[int, ...]:
+    """``size`` times ``factor``, at least 8 pixels a side: a resnet's stem and pooling need that many."""
+    return tuple(max(8, round(v * factor)) for v in size)
 
 
 def epoch_flips(params: AugmentParams, n: int, seed: int, epoch: int) -> torch.Tensor | None:

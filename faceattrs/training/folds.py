@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.special import expit
 from torch.utils.data import Subset
 from tqdm import tqdm
 
@@ -18,7 +19,7 @@ from faceattrs.core.params import Params
 from faceattrs.data.celeba import ATTRIBUTES
 from faceattrs.training import augment, optim
 from faceattrs.training.loader import ShardDataset, batches_per_epoch, loader
-from faceattrs.training.loop import build, input_size, predict, resolve_device, run_epoch, seed_epoch
+from faceattrs.training.loop import build, predict, resolve_device, run_epoch, seed_epoch
 from faceattrs.training.targets import Targets
 
 
@@ -60,7 +61,7 @@ def out_of_fold(
         fitting = Subset(data, fit_rows)
         torch.manual_seed(tp.seed * 100 + k)  # each fold's initial weights, fixed by the seed
         rates = data.targets[fit_rows].float().mean(dim=0).numpy()
-        ctx = build(params, rates, device, len(ATTRIBUTES), input_size(params, data.spec.size))
+        ctx = build(params, rates, device, len(ATTRIBUTES), augment.model_input_size(params, data.spec.size))
         optimizer = optim.build_optimizer(ctx.model, params.optimizer)
         steps = batches_per_epoch(len(fitting), tp.batch_size)
         schedule = optim.build_schedule(optimizer, params.schedule, steps, epochs, params.optimizer.lr)
@@ -72,5 +73,5 @@ def out_of_fold(
             schedule.after_epoch(0.0)  # no validation inside a fold: plateau schedules see no change
         ctx.generator = None
         logits = predict(ctx, loader(Subset(data, held_rows), tp.batch_size * 2, False, tp.seed, 0, tp.workers))
-        probs[held_rows] = 1 / (1 + np.exp(-logits))
+        probs[held_rows] = expit(logits)
     return probs, data, fold

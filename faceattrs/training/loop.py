@@ -141,8 +141,7 @@ def model_step(
     labels = labels.to(ctx.device, non_blocking=True)
     size = ctx.params.model.input_size
     if train and ctx.input_scale != 1:  # progressive resizing: the model's input size, shrunk
-        h, w = size or augment.output_size(ctx.params.augment, *images.shape[-2:])
-        size = (max(8, round(h * ctx.input_scale)), max(8, round(w * ctx.input_scale)))
+        size = augment.scaled_size(augment.model_input_size(ctx.params, images.shape[-2:]), ctx.input_scale)
     flips = ctx.flips[rows] if train and ctx.flips is not None and rows is not None else None
     x = augment.prepare(images, ctx.params.augment, ctx.mean, ctx.std, ctx.generator, train, size, flips)
     # -1 marks a label the labels stage left out (labels.policy drop): no loss, no accuracy.
@@ -286,11 +285,6 @@ def seed_epoch(seed: int, epoch: int, device: torch.device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed * 1000 + epoch)
 
 
-def input_size(params: Params, stored: tuple[int, int]) -> tuple[int, int]:
-    """The [height, width] the model is fed from shard images of size ``stored``."""
-    return tuple(params.model.input_size or augment.output_size(params.augment, *stored))
-
-
 def build(
     params: Params,
     positive_rates: np.ndarray,
@@ -360,7 +354,7 @@ def train(
     # The shares of the images trained on: with train.subset, of those alone (focal alpha and weighting read them).
     rates = target.positive_rates(train_set.frame[groups.in_subset(train_set.frame, params)])
     torch.manual_seed(tp.seed)  # the initial weights are part of what the seed fixes
-    ctx = build(params, rates, device, len(target.names), input_size(params, train_set.spec.size))
+    ctx = build(params, rates, device, len(target.names), augment.model_input_size(params, train_set.spec.size))
     ctx.row_weights = groups.weights(train_set.frame, params)
     optimizer = optim.build_optimizer(ctx.model, params.optimizer)
     # Batches of one rank's share: the schedule steps once per batch on every rank.
@@ -533,7 +527,7 @@ def train(
             "std": ctx.std.tolist(),
             # The geometry that applies in evaluation: prediction crops as evaluation did.
             "eval_geometry": {
-                k: list(getattr(params.augment, k)) if getattr(params.augment, k) else None
+                k: list(crop) if (crop := getattr(params.augment, k)) else None
                 for k in ("center_crop", "random_crop", "eval_crop")
             },
             "input_size": list(params.model.input_size) if params.model.input_size else None,
