@@ -10,7 +10,7 @@ batches, trained three times in one process, must give identical weights (fp32
 does).
 
     python bench/cpu_step.py
-    python bench/cpu_step.py --backbone resnet10t --size 80 64 --batch 64
+    python bench/cpu_step.py --backbone resnet10t --size 80 64 --batch 64   # the previous default backbone
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 
 from bench.common import machine
-from faceattrs.training import layout
+from faceattrs.core.params import Params
+from faceattrs.training import backbones, layout  # noqa: F401  backbones: faceattrs's timm names
 
 
 def make(backbone: str, channels_last: bool, seed: int = 0, size=None, fused: bool = False):
@@ -109,7 +110,7 @@ def weights_after(backbone, size, n, bf16, steps=3) -> torch.Tensor:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--backbone", default="resnet10t")
+    p.add_argument("--backbone", default=Params().model.backbone)
     p.add_argument("--size", type=int, nargs=2, default=[80, 64], metavar=("H", "W"))
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--steps", type=int, default=10)

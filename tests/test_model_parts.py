@@ -304,6 +304,24 @@ def test_backbone_args_reach_timm_and_a_wrong_one_is_named():
         models.build_model(TINY.model_copy(update={"backbone_args": {"widht": 2}}), 4)
 
 
+def test_resnet10t_075_is_resnet10t_at_three_quarters_width_and_has_no_imagenet_weights(tmp_path):
+    slim = ModelParams(backbone="resnet10t_075")
+    model = models.build_model(slim, 4)
+    widths = {"stem_width": 24, "channels": [48, 96, 192, 384]}
+    same = timm.create_model("resnet10t", num_classes=1000, **widths)
+    shapes = {k: v.shape for k, v in model.backbone.state_dict().items()}
+    assert shapes == {k: v.shape for k, v in same.state_dict().items() if not k.startswith("fc.")}
+    assert model.backbone.num_features == 384 and model(torch.randn(2, 3, 40, 32)).shape == (2, 4)
+    assert models.normalization(model) == models.normalization(models.build_model(TINY, 4))
+    with pytest.raises(InputError, match=r"model\.pretrained: timm has no ImageNet weights for resnet10t_075"):
+        models.build_model(slim.model_copy(update={"pretrained": True}), 4)
+    # Weights of one's own still load, from a file.
+    torch.nn.init.constant_(same.conv1[0].weight, 0.25)
+    torch.save(same.state_dict(), tmp_path / "slim.pth")
+    loaded = models.build_model(slim.model_copy(update={"weights": str(tmp_path / "slim.pth")}), 4)
+    assert torch.equal(loaded.backbone.conv1[0].weight, same.conv1[0].weight)
+
+
 def test_unknown_backbone_names_similar_ones():
     with pytest.raises(InputError, match=r"timm has no model 'resnet10q'; similar: .*resnet10t"):
         models.build_model(TINY.model_copy(update={"backbone": "resnet10q"}), 40)

@@ -17,6 +17,7 @@ from torch import nn
 
 from faceattrs.core.errors import InputError, UnknownChoice, choose
 from faceattrs.core.params import ModelParams
+from faceattrs.training import backbones  # noqa: F401  registers faceattrs's backbones with timm
 
 
 def linear_head(features: int, outputs: int, params: ModelParams) -> nn.Module:
@@ -86,6 +87,11 @@ def create_backbone(params: ModelParams) -> nn.Module:
             f"model.backbone_args: {params.backbone} does not take {params.backbone_args} ({err})"
         ) from None
     except RuntimeError as err:
+        if "No pretrained weights exist" in str(err):
+            raise InputError(
+                f"model.pretrained: timm has no ImageNet weights for {params.backbone}; "
+                "set model.pretrained false, or model.weights to a weights file"
+            ) from None
         if "Unknown model" in str(err):
             close = difflib.get_close_matches(params.backbone.split(".")[0], timm.list_models(), n=6, cutoff=0.6)
             raise UnknownChoice(
