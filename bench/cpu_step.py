@@ -3,11 +3,11 @@
 Times forward, backward and an AdamW step of the default backbone on random
 batches at the default shard size, NCHW fp32 (the baseline) against
 channels_last (everywhere, or NCHW kept on the small maps as training does on
-the CPU) and bf16 autocast, and prints each ratio. Then one 3x3 convolution per
-map size in each layout, and AdamW's step as a loop, foreach and fused. bf16 is
-then checked for determinism at the given size and at 40x32: the same seed and
-batches, trained three times in one process, must give identical weights (fp32
-does).
+the CPU) and bf16 autocast, and prints each ratio. Then each of the backbone's
+3x3 convolutions, by map size, in each layout, and AdamW's step as a loop,
+foreach and fused. bf16 is then checked for determinism at the given size and
+at 40x32: the same seed and batches, trained three times in one process, must
+give identical weights (fp32 does).
 
     python bench/cpu_step.py
     python bench/cpu_step.py --backbone resnet10t --size 80 64 --batch 64   # the previous default backbone
@@ -29,6 +29,8 @@ import torch.nn.functional as F
 from bench.common import machine
 from faceattrs.core.params import Params
 from faceattrs.training import backbones, layout  # noqa: F401  backbones: faceattrs's timm names
+
+NCHW = layout.NCHW_BELOW_PIXELS
 
 
 def make(backbone: str, channels_last: bool, seed: int = 0, size=None, fused: bool = False):
@@ -84,6 +86,22 @@ def convolution_ms(pixels: tuple[int, int], channels: tuple[int, int], n: int, c
             start = time.perf_counter()
         F.conv2d(x, w, padding=1).sum().backward()
     return 1000 * (time.perf_counter() - start) / reps
+
+
+def convolutions(backbone: str, size: tuple[int, int]) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """The backbone's distinct 3x3 stride-1 convolutions at input ``size``: (input map, (in, out) channels)."""
+    model = timm.create_model(backbone, num_classes=40).eval()
+    seen = {}
+
+    def record(conv, args):
+        seen.setdefault((tuple(args[0].shape[-2:]), (conv.in_channels, conv.out_channels)), None)
+
+    for m in model.modules():
+        if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3) and m.stride == (1, 1) and m.groups == 1:
+            m.register_forward_pre_hook(record)
+    with torch.no_grad():
+        model(torch.zeros(1, 3, *size))
+    return list(seen)
 
 
 def optimizer_ms(backbone: str, kind: str, reps: int = 30) -> float:
@@ -142,12 +160,12 @@ def main() -> None:
         base = base or s
         extra = f"  (first three steps {warm:.1f} s)" if compiled else ""
         print(f"{name:30s} {1000 * s:7.1f} ms/step {args.batch / s:7.1f} img/s  {base / s:.2f}x{extra}", flush=True)
-    # Where layout.NCHW_BELOW_PIXELS comes from: resnet10t's 3x3 convolutions at 80x64, by map size.
-    for pixels, channels in (((40, 32), (32, 64)), ((20, 16), (64, 64)), ((5, 4), (256, 256)), ((3, 2), (512, 512))):
+    # Where layout.NCHW_BELOW_PIXELS comes from: the backbone's 3x3 convolutions at its input size, by map size.
+    for pixels, channels in convolutions(args.backbone, args.size):
         last, nchw = (convolution_ms(pixels, channels, args.batch, cl, args.steps) for cl in (True, False))
         print(
             f"3x3 convolution {channels[0]}->{channels[1]} at {pixels[0]}x{pixels[1]}: channels_last {last:.1f} ms, "
-            f"NCHW {nchw:.1f} ms (forward and backward)",
+            f"NCHW {nchw:.1f} ms (forward and backward){'  NCHW in training' if pixels[0] * pixels[1] < NCHW else ''}",
             flush=True,
         )
     steps = ", ".join(f"{kind} {optimizer_ms(args.backbone, kind):.1f} ms" for kind in ("loop", "foreach", "fused"))

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from faceattrs.core.errors import Diverged, InputError
-from faceattrs.core.params import EvaluateParams
+from faceattrs.core.params import EvaluateParams, Params
 from faceattrs.data import celeba
 from faceattrs.data.celeba import ATTRIBUTES
 from faceattrs.evaluation import evaluate
@@ -244,6 +244,25 @@ def test_a_model_with_backbone_args_predicts_from_its_checkpoint_alone(tiny_shar
     torch.save(ckpt, tmp_path / "other.pt")
     with pytest.raises(InputError, match="backbone_args: checkpoint has"):
         Predictor(tmp_path / "other.pt")
+
+
+def test_the_default_backbone_trains_and_its_checkpoint_loads_in_a_fresh_process(tiny_shards, tmp_path):
+    """resnet10t_075 is faceattrs's name, not timm's: a new process knows it only through faceattrs."""
+    default = Params().model.backbone
+    params = tiny_params(train={"epochs": 1, "limit_batches": 2}, model={"backbone": default})
+    loop.train(params, tiny_shards, tmp_path / "m", tmp_path / "l", progress=False)
+    code = (
+        "import sys, torch\n"
+        "from faceattrs.prediction.predictor import Predictor\n"
+        "p = Predictor(sys.argv[1])\n"
+        "print(type(p.model.backbone).__name__, p.model.backbone.num_features,\n"
+        "      *p.logits(torch.zeros(2, 3, 40, 32, dtype=torch.uint8)).shape)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "m" / "model.pt")], cwd=REPO, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["ResNet", "384", "2", "40"]
 
 
 @pytest.mark.gpu
