@@ -89,8 +89,8 @@ def create_backbone(params: ModelParams) -> nn.Module:
     except RuntimeError as err:
         if "No pretrained weights exist" in str(err):
             raise InputError(
-                f"model.pretrained: timm has no ImageNet weights for {params.backbone}; "
-                "set model.pretrained false, or model.weights to a weights file"
+                f"model.pretrained: timm has no ImageNet weights for {params.backbone}; choose a backbone "
+                "that has them (model.backbone resnet10t is the full-width resnet10t), or set model.weights"
             ) from None
         if "Unknown model" in str(err):
             close = difflib.get_close_matches(params.backbone.split(".")[0], timm.list_models(), n=6, cutoff=0.6)
