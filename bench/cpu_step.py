@@ -90,18 +90,9 @@ def convolution_ms(pixels: tuple[int, int], channels: tuple[int, int], n: int, c
 
 def convolutions(backbone: str, size: tuple[int, int]) -> list[tuple[tuple[int, int], tuple[int, int]]]:
     """The backbone's distinct 3x3 stride-1 convolutions at input ``size``: (input map, (in, out) channels)."""
-    model = timm.create_model(backbone, num_classes=40).eval()
-    seen = {}
-
-    def record(conv, args):
-        seen.setdefault((tuple(args[0].shape[-2:]), (conv.in_channels, conv.out_channels)), None)
-
-    for m in model.modules():
-        if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3) and m.stride == (1, 1) and m.groups == 1:
-            m.register_forward_pre_hook(record)
-    with torch.no_grad():
-        model(torch.zeros(1, 3, *size))
-    return list(seen)
+    maps = layout.input_maps(timm.create_model(backbone, num_classes=40), size)
+    plain = (m for m in maps if m.kernel_size == (3, 3) and m.stride == (1, 1) and m.groups == 1)
+    return list(dict.fromkeys((maps[m], (m.in_channels, m.out_channels)) for m in plain))
 
 
 def optimizer_ms(backbone: str, kind: str, reps: int = 30) -> float:

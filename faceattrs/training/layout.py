@@ -16,14 +16,19 @@ def _contiguous_input(module: nn.Module, args: tuple) -> tuple:
     return tuple(a.contiguous() if isinstance(a, torch.Tensor) else a for a in args)
 
 
-def small_map_convolutions(model: nn.Module, input_size: tuple[int, int], below: int) -> list[nn.Conv2d]:
-    """The convolutions whose input maps have fewer than ``below`` pixels, found by one forward pass of zeros."""
-    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
-    small: list[nn.Conv2d] = []
-    hooks = [
-        m.register_forward_pre_hook(lambda m, args: small.append(m) if args[0].shape[-2:].numel() < below else None)
-        for m in convs
-    ]
+def input_maps(model: nn.Module, input_size: tuple[int, int]) -> dict[nn.Conv2d, tuple[int, int]]:
+    """Each convolution's input map [height, width] at ``input_size``, found by one forward pass of zeros.
+
+    A convolution called more than once keeps its smallest map.
+    """
+    maps: dict[nn.Conv2d, tuple[int, int]] = {}
+
+    def record(conv: nn.Conv2d, args: tuple) -> None:
+        h, w = args[0].shape[-2:]
+        if conv not in maps or h * w < maps[conv][0] * maps[conv][1]:
+            maps[conv] = (h, w)
+
+    hooks = [m.register_forward_pre_hook(record) for m in model.modules() if isinstance(m, nn.Conv2d)]
     training = model.training
     device = next(model.parameters()).device
     try:
@@ -34,7 +39,12 @@ def small_map_convolutions(model: nn.Module, input_size: tuple[int, int], below:
         for hook in hooks:
             hook.remove()
         model.train(training)
-    return list(dict.fromkeys(small))  # a module called twice in the pass is listed once
+    return maps
+
+
+def small_map_convolutions(model: nn.Module, input_size: tuple[int, int], below: int) -> list[nn.Conv2d]:
+    """The convolutions whose input maps have fewer than ``below`` pixels at ``input_size``."""
+    return [conv for conv, (h, w) in input_maps(model, input_size).items() if h * w < below]
 
 
 def to_channels_last(model: nn.Module, device: torch.device, input_size: tuple[int, int] | None = None) -> int:

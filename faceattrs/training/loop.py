@@ -129,11 +129,11 @@ def model_step(
     labels: torch.Tensor,
     train: bool,
     weights: torch.Tensor | None = None,
-    rows: torch.Tensor | None = None,
+    flips: torch.Tensor | None = None,
 ):
     """Loss and logits of one batch; the same code for training and evaluation.
 
-    ``weights``: per image; ``rows``: the images' training rows, for ``ctx.flips``.
+    Per image: ``weights``, its loss weight; ``flips``, whether it is flipped (augment.flip_order alternate).
     """
     if isinstance(images, list):  # still-encoded JPEGs: decoded on the device, in one call
         images = decode_batch(images, ctx.device)
@@ -142,7 +142,6 @@ def model_step(
     size = ctx.params.model.input_size
     if train and ctx.input_scale != 1:  # progressive resizing: the model's input size, shrunk
         size = augment.scaled_size(augment.model_input_size(ctx.params, images.shape[-2:]), ctx.input_scale)
-    flips = ctx.flips[rows] if train and ctx.flips is not None and rows is not None else None
     x = augment.prepare(images, ctx.params.augment, ctx.mean, ctx.std, ctx.generator, train, size, flips)
     # -1 marks a label the labels stage left out (labels.policy drop): no loss, no accuracy.
     known = labels >= 0
@@ -231,7 +230,8 @@ def run_epoch(
             # On the device once: the step's loss and the accuracy sums below both read them there.
             labels = labels.to(ctx.device, non_blocking=True)
             weights = ctx.row_weights[rows] if train and ctx.row_weights is not None else None
-            loss, logits = model_step(ctx, images, labels, train, weights, rows)
+            flips = ctx.flips[rows] if train and ctx.flips is not None else None
+            loss, logits = model_step(ctx, images, labels, train, weights, flips)
             if train and optimizer_step(ctx, loss, optimizer):
                 schedule.after_batch()
             known = labels >= 0
