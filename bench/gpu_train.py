@@ -27,8 +27,9 @@ from faceattrs.core.params import parse_params
 from faceattrs.data import shards
 from faceattrs.data.archive import ImageArchive
 from faceattrs.training import optim
+from faceattrs.training.build import TrainingParams, make_step
 from faceattrs.training.loader import ShardDataset, decode_batch, loader
-from faceattrs.training.loop import build, model_step, optimizer_step, resolve_device
+from faceattrs.training.step import EpochPlan, model_step, optimizer_step, resolve_device
 from faceattrs.training.targets import from_params
 
 PREFETCH = 2  # torch's DataLoader default prefetch_factor, which the project's loader keeps
@@ -53,7 +54,7 @@ def images_per_second(ctx, batches, steps: int, warmup: int, work) -> float:
 
 def training_step(ctx, optimizer):
     def step(images, labels):
-        loss, _ = model_step(ctx, images, labels, train=True)
+        loss, _ = model_step(ctx, images, labels, EpochPlan())
         optimizer_step(ctx, loss, optimizer)  # with fp16's loss scaler, as training takes it
 
     return step
@@ -125,14 +126,22 @@ def main() -> None:
         target = from_params(None, None)
         data = ShardDataset(Path(tmp), "train", target, encoded=args.decode_on == "device")
         torch.manual_seed(0)
-        ctx = build(params, target.positive_rates(data.frame), device, len(target.names))
+        ctx = make_step(TrainingParams.of(params), target.positive_rates(data.frame), device, len(target.names))
         if args.compile:
-            ctx.model = torch.compile(ctx.model)
+            ctx = ctx.with_model(torch.compile(ctx.model))
         optimizer = optim.build_optimizer(ctx.model, params.optimizer)
 
         def real():
             while True:
-                yield from loader(data, args.batch, True, 0, 0, args.workers, pin_memory=device.type == "cuda")
+                yield from loader(
+                    data,
+                    batch_size=args.batch,
+                    shuffle=True,
+                    seed=0,
+                    epoch=0,
+                    workers=args.workers,
+                    pin_memory=device.type == "cuda",
+                )
 
         def fake():
             images = torch.randint(0, 256, (args.batch, 3, height, width), dtype=torch.uint8, device=device)

@@ -96,7 +96,7 @@ def main() -> None:
         tv_loader = DataLoader(tv, batch_size=args.batch, shuffle=False, num_workers=args.workers)
 
         ours_set = ShardDataset(shard_dir, "train", from_params(None, None))
-        ours_loader = loader(ours_set, args.batch, False, 0, 0, args.workers)
+        ours_loader = loader(ours_set, batch_size=args.batch, shuffle=False, seed=0, epoch=0, workers=args.workers)
 
         def drain(batches) -> int:
             n = 0

@@ -62,7 +62,7 @@ def main() -> None:
             split = params.split
             manifest = clean.assign(split=splits.assign(clean, split.method, split.ratios, split.seed))
             row = run(name, params, args.raw, manifest, Path(tmp), truth)
-            seen = model_input_size(params, params.preprocess.size)
+            seen = model_input_size(params.model.input_size, params.augment, params.preprocess.size)
             row["size"] = f"{'x'.join(map(str, params.preprocess.size))} -> {'x'.join(map(str, seen))}"
             row["published"] = recipes.table(name)["published"]
             rows.append(row)

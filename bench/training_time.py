@@ -34,7 +34,7 @@ from faceattrs.data import shards
 from faceattrs.data.archive import ImageArchive
 from faceattrs.evaluation.evaluate import evaluate, metrics_json, per_attribute_table
 from faceattrs.synthetic.truth import truth_if_synthetic
-from faceattrs.training.loop import train
+from faceattrs.training.run import train
 
 # The defaults before the time-to-quality change: 12 epochs of resnet10t at 80x64, cosine from 3e-3,
 # contiguous (NCHW) tensors, one loader process, AdamW's loop over tensors, flips drawn at random.

@@ -4,16 +4,18 @@ faceattrs predict photo.jpg            # a table for each face in a photo, and t
 faceattrs predict photos/ --out preds  # files for a folder (or a shard folder)
 faceattrs explain photo.jpg --attribute Smiling  # where the model looks for an attribute
 faceattrs serve                        # a page on http://127.0.0.1:8000/ to try the model
-faceattrs recipe [NAME [--run] [-S KEY=VALUE ...]]
+faceattrs recipe [NAME [--run | --queue] [--name EXP | --replace] [-S KEY=VALUE ...]]
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import typing
 from pathlib import Path
 
 from faceattrs.core import stage
+from faceattrs.core.params import EvaluateParams
 from faceattrs.core.project import stage_path
 
 
@@ -111,11 +113,27 @@ def recipe(args: argparse.Namespace) -> None:
         for name, path in recipes.available().items():
             print(f"{name:<32} {path.read_text().splitlines()[0].lstrip('# ')}")
         return
-    recipes.resolve(args.name, args.params, args.sets)  # refuse what the schema would reject, before DVC runs
-    command = recipes.command(args.name, args.sets)
+    experiment = args.experiment or args.name
+    if args.execute and not args.replace and args.experiment is None:
+        # A second run of a recipe is a new experiment, not a clash with the first (--replace overwrites it).
+        experiment = recipes.free_name(args.name, _experiments())
+    # Refuses what the schema would reject, and a params.yaml without a key to set, before DVC runs.
+    command = recipes.command(
+        args.name, args.params, args.sets, experiment=experiment, replace=args.replace, queue=args.queue
+    )
     print(shlex.join(command))
-    if args.execute:
+    if args.execute or args.queue:
         sys.exit(subprocess.call(command))
+
+
+def _experiments() -> list[str]:
+    """The names of this workspace's experiments (and queued ones), as DVC lists them."""
+    import subprocess
+
+    listed = subprocess.run(["dvc", "exp", "list", "--name-only"], capture_output=True, text=True)
+    queued = subprocess.run(["dvc", "queue", "status"], capture_output=True, text=True)
+    names = listed.stdout.split() if listed.returncode == 0 else []
+    return names + [line.split()[1] for line in queued.stdout.splitlines()[1:] if len(line.split()) > 1]
 
 
 def params(args: argparse.Namespace) -> None:
@@ -129,23 +147,19 @@ def params(args: argparse.Namespace) -> None:
     print(f"{args.params}: valid")
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="faceattrs", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    # What predict, explain and serve share: the model, and test-time augmentation as evaluate uses it.
+def _model_parents() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """The options predict, explain and serve share (the model, test-time augmentation as evaluate uses it),
+    and those predict and explain share (where the model runs, how sure a face in a photo must be)."""
     model = argparse.ArgumentParser(add_help=False)
     model.add_argument(
         "--model", type=Path, default=None, help="model file (default: the predict stage's, from dvc.yaml)"
     )
     model.add_argument(
         "--tta",
-        choices=["none", "flip"],
+        choices=typing.get_args(EvaluateParams.model_fields["tta"].annotation),
         default="flip",
         help="flip averages each image with its mirror, as evaluate does by default (evaluate.tta)",
     )
-    # What predict and explain share: where the model runs, and how sure a face in a photo must be.
     photo = argparse.ArgumentParser(add_help=False)
     photo.add_argument("--device", default="cpu")
     photo.add_argument(
@@ -154,6 +168,12 @@ def main(argv: list[str] | None = None) -> None:
         default=0.0,
         help="dlib's margin a face must reach in a photo (0: dlib's own default; higher finds fewer, surer faces)",
     )
+    return model, photo
+
+
+def _add_prediction(sub) -> None:
+    """predict, explain and serve."""
+    model, photo = _model_parents()
     p = sub.add_parser(
         "predict", parents=[model, photo], help="the attributes of photos, folders of photos, or shard sets"
     )
@@ -190,12 +210,28 @@ def main(argv: list[str] | None = None) -> None:
     )
     v.add_argument("--port", type=int, default=8000)
     v.set_defaults(run=serve)
+
+
+def _add_experiments(sub) -> None:
+    """recipe and params."""
     r = sub.add_parser("recipe", help="list the published recipes, print one's `dvc exp run` command, or run it")
     r.add_argument("name", nargs="?")
     r.add_argument(
         "--run", dest="execute", action="store_true", help="run the experiment instead of printing its command"
     )
-    r.add_argument("--params", type=Path, default=Path("params.yaml"))
+    r.add_argument("--queue", action="store_true", help="queue the experiment for `dvc queue start` instead")
+    r.add_argument(
+        "--name",
+        dest="experiment",
+        help="the experiment's name (default: the recipe's; with --run, NAME-2, NAME-3... once that is taken)",
+    )
+    r.add_argument("--replace", action="store_true", help="overwrite the experiment of that name (dvc exp run -f)")
+    r.add_argument(
+        "--params",
+        type=Path,
+        default=Path("params.yaml"),
+        help="the workspace's params, which keep their data and machine settings (data.*, workers, device, processes)",
+    )
     add_set_option(
         r,
         "another override after the recipe's, as `dvc exp run -S` takes it (repeatable), "
@@ -206,6 +242,15 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--defaults", action="store_true", help="print the schema's defaults as a commented params.yaml")
     c.add_argument("--params", type=Path, default=Path("params.yaml"))
     c.set_defaults(run=params)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="faceattrs", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_prediction(sub)
+    _add_experiments(sub)
     args = parser.parse_args(argv)
     stage.run(lambda: args.run(args), f"faceattrs {args.command}")
 

@@ -5,6 +5,7 @@ python -m flows worker --pool NAME [--api-url http://HOST:4200/api]
 python -m flows pipeline [-S loss.gamma=3 ...] [--name NAME]
 python -m flows sweep -g "loss.gamma=[0,1,2,3]" -g "augment.mixup_alpha=[0,0.2]"
 python -m flows sweep --pool NAME -g "loss.gamma=[0,1,2,3]"   # each point a flow run on a work pool
+python -m flows sweep -S data.source=local -g "loss.gamma=[0,2]" --api-url http://HOST:4200/api
 python -m flows serve                          # both flows as deployments, run from the UI
 """
 
@@ -21,13 +22,27 @@ PROJECT = Path(__file__).resolve().parents[1]
 HOME = PROJECT / ".prefect"
 
 
-def _use_project_server(port: int) -> None:
-    """Point Prefect at this project's server unless PREFECT_API_URL already says where to go."""
-    if os.environ.get("PREFECT_API_URL"):
+def _use_server(port: int, api_url: str | None = None, required: bool = False) -> None:
+    """Point Prefect at ``api_url``, else PREFECT_API_URL, else this project's server on the loopback.
+
+    An API URL given (``--api-url`` or PREFECT_API_URL), or a run that must stay visible
+    (``required``: a sweep on a work pool, whose workers reach only a real server), never falls
+    back to a temporary server: no server answering there is an error.
+    """
+    url = api_url or os.environ.get("PREFECT_API_URL")
+    if url:
+        if not server.healthy(url):
+            raise NoServer(f"no Prefect server answers at {url}")
+        os.environ["PREFECT_API_URL"] = url
         return
     if server.healthy(server.api_url(port)):
         os.environ.update(
             {k: v for k, v in server.server_env(HOME, port).items() if k.startswith("PREFECT_") or k == "DO_NOT_TRACK"}
+        )
+    elif required:
+        raise NoServer(
+            f"no Prefect server answers on 127.0.0.1:{port}, and a work pool's workers need one: start it with "
+            "`python -m flows server`, or give the one they use with --api-url http://HOST:4200/api"
         )
     else:
         print(
@@ -36,6 +51,10 @@ def _use_project_server(port: int) -> None:
             file=sys.stderr,
         )
         os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+class NoServer(RuntimeError):
+    """The Prefect server a command was pointed at does not answer."""
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -83,12 +102,29 @@ def main(argv: list[str] | None = None) -> int:
         help="CPU threads for each flow run's stages (OMP_NUM_THREADS); with several workers on one machine, "
         "its cores divided by the workers, or they slow each other down",
     )
-    run = sub.add_parser("pipeline", help="reproduce the pipeline, or run it as an experiment")
+    api = argparse.ArgumentParser(add_help=False)
+    api.add_argument(
+        "--api-url",
+        help="the Prefect server's API, e.g. http://HOST:4200/api (default: PREFECT_API_URL, else this "
+        "project's server on 127.0.0.1); never falls back to a temporary server",
+    )
+    run = sub.add_parser("pipeline", parents=[api], help="reproduce the pipeline, or run it as an experiment")
     run.add_argument("-S", "--set-param", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     run.add_argument("--name", help="experiment name (implies `dvc exp run`)")
     run.add_argument("--repo", default=str(PROJECT))
-    grid = sub.add_parser("sweep", help="run a grid of experiments on DVC's queue or a Prefect work pool")
+    grid = sub.add_parser(
+        "sweep", parents=[api], help="run a grid of experiments on DVC's queue or a Prefect work pool"
+    )
     grid.add_argument("-g", "--grid", action="append", required=True, metavar="KEY=[V1,V2,...]")
+    grid.add_argument(
+        "-S",
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a params override applied to every point (repeatable), e.g. -S data.source=local",
+    )
     grid.add_argument("--prefix", help="experiment name prefix (default: the start time)")
     grid.add_argument("-j", "--jobs", type=int, default=1, help="experiments DVC's queue runs at a time")
     grid.add_argument(
@@ -116,7 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "worker":
         return _worker(args)
 
-    _use_project_server(args.port)
+    try:
+        _use_server(args.port, getattr(args, "api_url", None), required=bool(getattr(args, "pool", None)))
+    except NoServer as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     from flows.pipeline import StageFailed, pipeline  # Prefect reads its settings on import
     from flows.sweep import sweep
 
@@ -137,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             table = sweep(
                 grid=args.grid,
+                fixed=args.sets,
                 repo=args.repo,
                 prefix=args.prefix,
                 jobs=args.jobs,

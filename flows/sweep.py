@@ -63,10 +63,17 @@ def comparison(rows: list[dict]) -> list[dict]:
     return [{"best": "★" if i == 0 else "", **r} for i, r in enumerate(done)] + [{"best": "", **r} for r in failed]
 
 
-def _on_queue(root: Path, named: list[tuple[str, dict]], jobs: int, progress, logger) -> dict[str, dict]:
+def point_overrides(fixed: list[str], point: dict) -> list[str]:
+    """A point's ``-S`` values: the settings every point shares, then the point's own."""
+    return [*fixed, *(f"{key}={value}" for key, value in point.items())]
+
+
+def _on_queue(
+    root: Path, named: list[tuple[str, dict]], fixed: list[str], jobs: int, progress, logger
+) -> dict[str, dict]:
     """Run the points on DVC's queue; each one's state ("success" or else), metrics and error."""
     for name, point in named:
-        overrides = [f"{key}={value}" for key, value in point.items()]
+        overrides = point_overrides(fixed, point)
         logger.info(f"queue {name}: {' '.join(overrides)}")
         queue.enqueue(root, name, overrides)
     queue.start(root, jobs)
@@ -84,7 +91,7 @@ def _on_queue(root: Path, named: list[tuple[str, dict]], jobs: int, progress, lo
 
 
 def _on_pool(
-    root: Path, named: list[tuple[str, dict]], work_pool: str, git_remote: str, progress, logger
+    root: Path, named: list[tuple[str, dict]], fixed: list[str], work_pool: str, git_remote: str, progress, logger
 ) -> tuple[dict[str, dict], str]:
     """Run the points as flow runs on ``work_pool``; each one's state, metrics and error, and the git remote's URL."""
     url = clone.remote_url(root, git_remote)
@@ -102,7 +109,7 @@ def _on_pool(
     logger.info(f"deployed {deployment} from {url} at {commit[:10]} to pool {work_pool!r}")
     runs = {}
     for name, point in named:
-        overrides = [f"{key}={value}" for key, value in point.items()]
+        overrides = point_overrides(fixed, point)
         logger.info(f"submit {name}: {' '.join(overrides)}")
         runs[name] = pool.submit(
             deployment, name, {"git_url": url, "commit": commit, "name": name, "overrides": overrides}
@@ -134,13 +141,15 @@ def _on_pool(
 @flow(name="faceattrs-sweep", log_prints=True)
 def sweep(
     grid: list[str],
+    fixed: list[str] | None = None,
     repo: str = ".",
     prefix: str | None = None,
     jobs: int = 1,
     work_pool: str | None = None,
     git_remote: str = "origin",
 ) -> list[dict]:
-    """Run every point of ``grid`` (``["loss.gamma=[0,1,2,3]", "augment.mixup_alpha=[0,0.2]"]``) as a DVC experiment.
+    """Run every point of ``grid`` (``["loss.gamma=[0,1,2,3]", "augment.mixup_alpha=[0,0.2]"]``) as a DVC experiment,
+    each with the ``fixed`` overrides first (``["data.source=local"]``).
 
     Experiments are named ``<prefix>-<values>``; the default prefix is the start time,
     so running the same grid again makes new experiments instead of clashing with old ones.
@@ -153,10 +162,10 @@ def sweep(
     named = [(point_name(prefix, point), point) for point in points(parse_grid(grid))]
     progress = create_progress_artifact(0.0, key="sweep-progress", description="Points of the sweep finished")
     if work_pool:
-        final, url = _on_pool(root, named, work_pool, git_remote, progress, logger)
+        final, url = _on_pool(root, named, fixed or [], work_pool, git_remote, progress, logger)
         fetch = f"`dvc exp pull {git_remote} <name>` brings one home ({url})"
     else:
-        final = _on_queue(root, named, jobs, progress, logger)
+        final = _on_queue(root, named, fixed or [], jobs, progress, logger)
         fetch = "they are in this workspace's experiments"
     evaluate_metrics = results.evaluate_metrics(root).relative_to(root).as_posix()
     rows = []

@@ -17,13 +17,17 @@ from faceattrs.reports.cleaning import write_report
 DETAILS = ("unreadable_by_problem", "conflicts_by_attribute", "label_contradictions")
 
 
+# The params keys this stage reads: dvc.yaml's params for it, derived (tools/stage_deps.py).
+PARAMS = ("dedupe",)
+
+
 def main() -> None:
     p = stage.parser(__doc__)
     p.add_argument("--raw", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True, help="folder for the clean manifest and findings")
     p.add_argument("--reports", type=Path, required=True)
     args = p.parse_args()
-    params = stage.params_of(args).dedupe
+    params = stage.params_of(args, PARAMS).dedupe
     result = clean_and_score(args.raw, params, params.workers, stage.show_progress(args))
     with atomic.atomic_dir(args.out) as tmp:
         result.manifest.to_parquet(tmp / "manifest.parquet")

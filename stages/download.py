@@ -10,6 +10,10 @@ from pathlib import Path
 from faceattrs.core import atomic, stage
 from faceattrs.core.provenance import provenance
 from faceattrs.data import sources
+from faceattrs.synthetic import source as _synthetic  # noqa: F401  registers data.source synthetic
+
+# The params keys this stage reads: dvc.yaml's params for it, derived (tools/stage_deps.py).
+PARAMS = ("data",)
 
 
 def main() -> None:
@@ -18,7 +22,7 @@ def main() -> None:
     p.add_argument("--downloads", type=Path, required=True, help="where downloads are kept and resumed")
     p.add_argument("--report", type=Path, required=True)
     args = p.parse_args()
-    params = stage.params_of(args)
+    params = stage.params_of(args, PARAMS)
     with atomic.atomic_dir(args.raw) as tmp:
         counts = sources.fetch(params.data, tmp, args.downloads, workers=0, progress=stage.show_progress(args))
     atomic.write_json(

@@ -13,6 +13,9 @@ from faceattrs.evaluation.evaluate import evaluate
 from faceattrs.reports.evaluation import write_reports
 from faceattrs.synthetic.truth import truth_if_synthetic
 
+# The params keys this stage reads: dvc.yaml's params for it, derived (tools/stage_deps.py).
+PARAMS = ("evaluate",)
+
 
 def main() -> None:
     p = stage.parser(__doc__)
@@ -21,7 +24,7 @@ def main() -> None:
     p.add_argument("--raw", type=Path, required=True, help="the raw folder, for the synthetic ground truth if any")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
-    params = stage.params_of(args).evaluate
+    params = stage.params_of(args, PARAMS).evaluate
     results = evaluate(args.model, args.shards, params, truth_if_synthetic(args.raw))
     summary = write_reports(results, params, args.out, args.shards)
     atomic.write_json(args.out / "run.json", provenance(params.model_dump(mode="json")))

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from faceattrs.cleaning.training_labels import search
 from faceattrs.core import atomic, stage
 from faceattrs.core.provenance import provenance
 from faceattrs.reports.labels import write_report
 from faceattrs.synthetic.truth import truth_if_synthetic
+from faceattrs.training.build import TrainingParams
+from faceattrs.training.label_search import search
 
-SECTIONS = ("labels", "model", "loss", "augment", "optimizer", "schedule", "train")
+# The params keys this stage reads: dvc.yaml's params for it, derived (tools/stage_deps.py).
+PARAMS = ("labels", "model", "loss", "augment", "optimizer", "schedule", "train")
 
 
 def main() -> None:
@@ -23,15 +25,16 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True, help="folder for the labels training sees and the flags")
     p.add_argument("--reports", type=Path, required=True)
     args = p.parse_args()
-    params = stage.params_of(args)
-    result = search(params, args.shards, truth_if_synthetic(args.raw), stage.show_progress(args))
+    params = stage.params_of(args, PARAMS)
+    # The folds' models train as the train stage would, but on all 40 attributes: the target section is not theirs.
+    training = TrainingParams.of(params, target=False)
+    result = search(params.labels, training, args.shards, truth_if_synthetic(args.raw), stage.show_progress(args))
     with atomic.atomic_dir(args.out) as tmp:
         result.seen.to_parquet(tmp / "labels.parquet")
         result.flagged.to_parquet(tmp / "flagged.parquet", index=False)
     write_report(result, args.shards, args.reports)
     atomic.write_json(args.reports / "summary.json", result.summary)
-    dumped = params.model_dump(mode="json")
-    atomic.write_json(args.reports / "run.json", provenance({k: dumped[k] for k in SECTIONS}))
+    atomic.write_json(args.reports / "run.json", provenance(stage.declared_values(params, PARAMS)))
     s = result.summary
     print(
         f"labels ({s['method']}, policy {s['policy']}): {s['flagged_labels']} training labels flagged, "

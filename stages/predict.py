@@ -12,6 +12,9 @@ from faceattrs.core import stage
 from faceattrs.prediction import outputs
 from faceattrs.prediction.predictor import Predictor
 
+# The params keys this stage reads: dvc.yaml's params for it, derived (tools/stage_deps.py).
+PARAMS = ("predict", "evaluate.tta")
+
 
 def main() -> None:
     p = stage.parser(__doc__)
@@ -20,7 +23,7 @@ def main() -> None:
     p.add_argument("--shards", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
-    everything = stage.params_of(args)
+    everything = stage.params_of(args, PARAMS)
     params = everything.predict
     # The test-time augmentation evaluate tuned the thresholds with.
     predictor = Predictor(args.model, tta=everything.evaluate.tta)

@@ -15,6 +15,9 @@ from faceattrs.core.provenance import provenance
 from faceattrs.data import celeba, shards
 from faceattrs.data.archive import ImageArchive
 
+# The params keys this stage reads: dvc.yaml's params for it, derived (tools/stage_deps.py).
+PARAMS = ("preprocess",)
+
 
 def main() -> None:
     p = stage.parser(__doc__)
@@ -23,7 +26,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--reports", type=Path, required=True)
     args = p.parse_args()
-    params = stage.params_of(args).preprocess
+    params = stage.params_of(args, PARAMS).preprocess
     manifest = pd.read_parquet(args.split / "manifest.parquet").sort_index()
     eyes = None
     landmarks_file = args.raw / celeba.LANDMARKS_FILE

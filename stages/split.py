@@ -14,6 +14,9 @@ from faceattrs.core.provenance import provenance
 from faceattrs.data import splits
 from faceattrs.reports.splits import write_report
 
+# The params keys this stage reads: dvc.yaml's params for it, derived (tools/stage_deps.py).
+PARAMS = ("split",)
+
 
 def main() -> None:
     p = stage.parser(__doc__)
@@ -21,7 +24,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--reports", type=Path, required=True)
     args = p.parse_args()
-    params = stage.params_of(args).split
+    params = stage.params_of(args, PARAMS).split
     manifest = pd.read_parquet(args.clean / "manifest.parquet")
     groups = pd.read_parquet(args.clean / "groups.parquet")
     assigned = splits.assign(manifest, params.method, params.ratios, params.seed)

@@ -14,8 +14,15 @@ import sys
 from pathlib import Path
 
 from faceattrs.core import stage
+from faceattrs.data import shards
 from faceattrs.training import distributed
-from faceattrs.training.loop import resolve_device, train
+from faceattrs.training.build import TrainingParams
+from faceattrs.training.callbacks import SampleTrace
+from faceattrs.training.run import train
+from faceattrs.training.step import resolve_device
+
+# The params keys this stage reads: dvc.yaml's params for it, derived (tools/stage_deps.py).
+PARAMS = ("model", "target", "loss", "augment", "optimizer", "schedule", "train")
 
 
 def main() -> None:
@@ -24,8 +31,14 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True, help="checkpoints and the final model.pt")
     p.add_argument("--live", type=Path, required=True, help="dvclive folder: metrics and training curves")
     p.add_argument("--labels", type=Path, help="the labels stage's table of the training labels to train on")
+    p.add_argument(
+        "--trace-samples",
+        type=Path,
+        metavar="DIR",
+        help="write the ids of the images each process trained on, one file per epoch and rank (epochE-rankR.txt)",
+    )
     args = p.parse_args()
-    params = stage.params_of(args)
+    params = TrainingParams.of(stage.params_of(args, PARAMS))
     t = params.train
     launch = distributed.launch_command(t.processes, t.nodes, t.rendezvous, t.rendezvous_id, sys.argv[1:])
     if launch and "LOCAL_RANK" not in os.environ:
@@ -33,7 +46,10 @@ def main() -> None:
         # Data-parallel: the same command again under torchrun, one process per GPU.
         print("train: " + " ".join(launch[1:]), flush=True)
         sys.exit(subprocess.call(launch))
-    result = train(params, args.shards, args.out, args.live, stage.show_progress(args), args.labels)
+    callbacks = []
+    if args.trace_samples:
+        callbacks.append(SampleTrace(args.trace_samples, list(shards.read_labels(args.shards, "train").index)))
+    result = train(params, args.shards, args.out, args.live, stage.show_progress(args), args.labels, callbacks)
     if result["rank"] == 0:  # under torchrun, one line for the run, not one per process
         print(
             f"train: kept epoch {result['best_epoch']} (train.monitor), "

@@ -167,7 +167,7 @@ def learned_model(tmp_path_factory) -> Path:
 
     from faceattrs.core.params import PreprocessParams
     from faceattrs.data import shards
-    from faceattrs.training import loop
+    from faceattrs.training import run
 
     root = tmp_path_factory.mktemp("learned")
     (root / "raw").mkdir()
@@ -182,5 +182,5 @@ def learned_model(tmp_path_factory) -> Path:
         frame, ImageArchive.of(root / "raw"), root / "shards", PreprocessParams(workers=1), progress=False, eyes=eyes
     )
     params = tiny_params(train={"epochs": 5}, target={"attributes": ["Eyeglasses", "Wearing_Hat", "Smiling"]})
-    loop.train(params, root / "shards", root / "models", root / "live", progress=False)
+    run.train(params, root / "shards", root / "models", root / "live", progress=False)
     return root / "models" / "model.pt"

@@ -11,6 +11,7 @@ from PIL import Image
 
 from faceattrs.cleaning import duplicates
 from faceattrs.cleaning.clean import clean, duplicate_pairs, score_against_truth
+from faceattrs.cleaning.reasons import Dropped, Unreadable
 from faceattrs.core.params import DedupeParams
 from faceattrs.data.archive import ImageArchive
 from faceattrs.data.celeba import ATTRIBUTES
@@ -63,12 +64,13 @@ def test_score_counts_misses_and_false_pairs(cleaned, synthetic_raw):
 
 def test_every_unreadable_file_is_found_and_dropped(cleaned, synthetic_raw):
     truth = read_truth(synthetic_raw)
-    unreadable = cleaned.dropped[cleaned.dropped["reason"].str.startswith("unreadable")]
+    unreadable = cleaned.dropped[cleaned.dropped["reason"] == Dropped.UNREADABLE]
     assert set(unreadable["image_id"]) == set(truth["unreadable"])
-    reasons = dict(zip(unreadable["image_id"], unreadable["reason"], strict=True))
+    details = dict(zip(unreadable["image_id"], unreadable["detail"], strict=True))
     for name, kind in truth["unreadable"].items():
-        expected = {"empty": "empty file", "not_jpeg": "not an image", "truncated": "corrupt"}[kind]
-        assert expected in reasons[name]
+        expected = {"empty": Unreadable.EMPTY, "not_jpeg": Unreadable.NOT_AN_IMAGE, "truncated": Unreadable.CORRUPT}
+        assert details[name].startswith(expected[kind])
+    assert list(cleaned.dropped["reason"].cat.categories) == [str(r) for r in Dropped]
     assert not set(truth["unreadable"]) & set(cleaned.manifest.index)
 
 
@@ -131,7 +133,7 @@ def test_truncated_jpeg_is_reported_not_hashed(tmp_path, synthetic_raw):
     images = ImageArchive.of(synthetic_raw)
     name = next(n for n in images.names() if len(images.read(n)) > 1000)
     check = duplicates.check_image(name, images.read(name)[:600])
-    assert check.phash is None and check.problem.startswith("corrupt")
+    assert check.phash is None and check.problem is Unreadable.CORRUPT and check.detail
 
 
 def test_hashes_match_imagehash_phash_of_a_full_decode(synthetic_raw):
@@ -253,7 +255,7 @@ def test_pictures_with_no_face_are_found_and_dropped(cleaned, synthetic_raw):
     assert score["faces_flagged_as_no_face"] == 0, "a drawn face was taken for a picture with no face"
     dropped = cleaned.dropped.set_index("image_id")["reason"]
     found = cleaned.faces.index[cleaned.faces < DedupeParams().min_face_score]
-    assert dropped.loc[found].str.startswith("no face found").all()
+    assert (dropped.loc[found] == Dropped.NO_FACE).all()
     assert not set(found) & set(cleaned.manifest.index)
 
 

@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from faceattrs.data import shards
-from faceattrs.training import models
+from faceattrs.training.checkpoints import ModelFile
 from faceattrs.training.distributed import RankSampler, World
 from tests.conftest import REPO, tiny_params
 
@@ -43,12 +43,13 @@ def _train_command(shards_dir, out, params_file) -> list[str]:
         str(out / "live"),
         "--params",
         str(params_file),
+        "--trace-samples",
+        str(out / "seen"),
     ]
 
 
 def _env(tmp_path) -> dict[str, str]:
     return {
-        "FACEATTRS_TRACE_SAMPLES": str(tmp_path / "seen"),
         "FACEATTRS_PROGRESS": "0",
         "OMP_NUM_THREADS": "1",
         "PATH": "/usr/bin:/bin",
@@ -88,8 +89,8 @@ def test_two_gloo_ranks_under_torchrun(tiny_shards, two_ranks):
     # One set of outputs, written by rank 0 alone.
     assert result.stdout.count("epoch 1/2:") == 1 and result.stdout.count("train: kept epoch") == 1
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["best.pt", "last.pt", "model.pt"]
-    model = models.load_checkpoint(tmp_path / "models" / "model.pt")
-    assert model["world_size"] == 2
+    model = ModelFile.load(tmp_path / "models" / "model.pt")
+    assert model.world_size == 2
     live = json.loads((tmp_path / "live" / "metrics.json").read_text())
     assert live["step"] == 1 and 0 < live["val"]["mean_accuracy"] <= 1
     assert len((tmp_path / "live/plots/metrics/val/mean_accuracy.tsv").read_text().strip().splitlines()) == 3
@@ -136,11 +137,11 @@ def test_two_nodes_by_rendezvous_train_the_model_two_local_processes_train(tiny_
     assert all("--nnodes=2 --rdzv-backend=c10d" in o for o in outputs)
     written = [k for k in range(2) if (tmp_path / f"node{k}/models/model.pt").exists()]
     assert len(written) == 1, "rank 0 alone writes the model"
-    two_nodes = models.load_checkpoint(tmp_path / f"node{written[0]}/models/model.pt")
-    one_node = models.load_checkpoint(reference / "models" / "model.pt")
-    assert two_nodes["world_size"] == one_node["world_size"] == 2
-    for name, tensor in one_node["state_dict"].items():
-        assert torch.equal(two_nodes["state_dict"][name], tensor), name
+    two_nodes = ModelFile.load(tmp_path / f"node{written[0]}/models/model.pt")
+    one_node = ModelFile.load(reference / "models" / "model.pt")
+    assert two_nodes.world_size == one_node.world_size == 2
+    for name, tensor in one_node.state_dict.items():
+        assert torch.equal(two_nodes.state_dict[name], tensor), name
 
 
 # Three trainings, about 40 s: with -m slow (make test-all). The two torchrun tests above keep DDP in the default run.
@@ -165,12 +166,12 @@ def test_two_nodes_train_the_model_one_process_trains_on_the_same_batches(tiny_s
         _run_nodes(tiny_shards, folder, tiny_params(**same, train={"epochs": 2, **train}), 2 if name == "two" else 1)
         written = list(folder.glob("node*/models/model.pt"))
         assert len(written) == 1
-        runs[name] = models.load_checkpoint(written[0])
-    assert runs["two"]["world_size"] == 2 and runs["one"]["world_size"] == 1
+        runs[name] = ModelFile.load(written[0])
+    assert runs["two"].world_size == 2 and runs["one"].world_size == 1
 
     def farthest(a: str, b: str) -> float:
-        weights = runs[a]["state_dict"].items()
-        return max((runs[b]["state_dict"][k] - v).abs().max().item() for k, v in weights if v.is_floating_point())
+        weights = runs[a].state_dict.items()
+        return max((runs[b].state_dict[k] - v).abs().max().item() for k, v in weights if v.is_floating_point())
 
     same_batches, other_batches = farthest("one", "two"), farthest("one", "other")
     print(f"largest weight difference: two nodes {same_batches:.2e}, batches of 16 {other_batches:.2e}")

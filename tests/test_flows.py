@@ -372,6 +372,27 @@ def test_a_pool_sweep_needs_its_commit_on_the_git_remote(tmp_path):
     assert clone.remote_url(work, "web") == "https://example.org/faceattrs.git"
 
 
+def shared_project(template: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of a reproduced scratch project with a git remote (a bare repository) and a DVC remote, both
+    pushed, as a team shares a project with a pool's workers; the workspace and the bare remote."""
+    from tests.conftest import copy_repo
+
+    work = copy_repo(template, tmp_path / "work")
+    # The workers take the point flow from the git remote, so the project's flows travel with it.
+    shutil.copytree(REPO / "flows", work / "flows", ignore=shutil.ignore_patterns("__pycache__"))
+    bare = tmp_path / "origin.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    storage = tmp_path / "dvc-storage"
+    subprocess.run(["dvc", "remote", "add", "-d", "-f", "shared", str(storage)], cwd=work, env=ENV, check=True)
+    _git(work, "add", "-A")
+    _git(work, "commit", "-qm", "the flows, a shared DVC remote")
+    _git(work, "remote", "add", "origin", str(bare))
+    _git(work, "push", "-q", "origin", "HEAD:refs/heads/main")
+    pushed = subprocess.run(["dvc", "push"], cwd=work, env=ENV, capture_output=True, text=True)
+    assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+    return work, bare
+
+
 def _git(repo: Path, *args: str) -> str:
     command = ["git", "-c", "user.email=t@t", "-c", "user.name=t", *args]
     return subprocess.run(command, cwd=repo, capture_output=True, text=True, check=True).stdout
@@ -395,22 +416,8 @@ def _worker(prefect, pool: str, cwd: Path) -> subprocess.Popen:
 def test_a_sweep_on_a_work_pool_runs_each_point_in_a_clone_and_its_experiments_come_home(
     prefect, api, reproduced_repo, tmp_path
 ):
-    from tests.conftest import copy_repo
-
     template, _ = reproduced_repo
-    work = copy_repo(template, tmp_path / "work")
-    # The workers take the point flow from the git remote, so the project's flows travel with it.
-    shutil.copytree(REPO / "flows", work / "flows", ignore=shutil.ignore_patterns("__pycache__"))
-    bare = tmp_path / "origin.git"
-    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
-    storage = tmp_path / "dvc-storage"
-    subprocess.run(["dvc", "remote", "add", "-d", "-f", "shared", str(storage)], cwd=work, env=ENV, check=True)
-    _git(work, "add", "-A")
-    _git(work, "commit", "-qm", "the flows, a shared DVC remote")
-    _git(work, "remote", "add", "origin", str(bare))
-    _git(work, "push", "-q", "origin", "HEAD:refs/heads/main")
-    pushed = subprocess.run(["dvc", "push"], cwd=work, env=ENV, capture_output=True, text=True)
-    assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+    work, bare = shared_project(template, tmp_path)
     params_before = (work / "params.yaml").read_bytes()
     head_before = _git(work, "rev-parse", "HEAD")
 

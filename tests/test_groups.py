@@ -10,8 +10,11 @@ import torch
 from faceattrs.core.params import ParamsError
 from faceattrs.data import shards
 from faceattrs.data.celeba import ATTRIBUTES
-from faceattrs.training import groups, loop
+from faceattrs.training import groups, run
+from faceattrs.training.build import TrainingParams, make_step
+from faceattrs.training.callbacks import SampleTrace
 from faceattrs.training.losses import AttributeLoss
+from faceattrs.training.step import EpochPlan, model_step
 from tests.conftest import tiny_params
 
 
@@ -26,10 +29,10 @@ def _frame(n: int = 200, seed: int = 0) -> pd.DataFrame:
 def test_a_subset_pool_holds_only_its_rows_once_each():
     frame = _frame()
     targets = frame[["Blond_Hair"]].to_numpy()
-    rows = groups.pool(frame, targets, tiny_params(train={"subset": "~Male"}), 0).numpy()
+    rows = groups.pool(frame, targets, "~Male", None, 0, 0).numpy()
     assert len(rows) == (frame["Male"] == 0).sum() and len(set(rows)) == len(rows)
     assert (frame["Male"].to_numpy()[rows] == 0).all()
-    assert groups.pool(frame, targets, tiny_params(), 0) is None
+    assert groups.pool(frame, targets, None, None, 0, 0) is None
 
 
 def test_a_row_whose_subset_label_is_unknown_is_not_in_the_subset():
@@ -37,14 +40,13 @@ def test_a_row_whose_subset_label_is_unknown_is_not_in_the_subset():
     frame = _frame(6)
     frame["Male"] = [0, 1, -1, 0, -1, 1]
     for expression, kept in (("~Male", [0, 3]), ("Male", [1, 5]), ("Male | Blond_Hair", [1, 5])):
-        assert np.flatnonzero(groups.in_subset(frame, tiny_params(train={"subset": expression}))).tolist() == kept
+        assert np.flatnonzero(groups.in_subset(frame, expression)).tolist() == kept
 
 
 def test_balancing_oversamples_each_combination_to_the_commonest_and_leaves_no_row_out():
     frame = _frame()
     targets = frame[["Blond_Hair"]].to_numpy()
-    params = tiny_params(train={"balance": "Male"}, target={"attributes": ["Blond_Hair"]})
-    first, second = (groups.pool(frame, targets, params, epoch).numpy() for epoch in (0, 1))
+    first, second = (groups.pool(frame, targets, None, "Male", 0, epoch).numpy() for epoch in (0, 1))
     male, blond = frame["Male"].to_numpy(), targets[:, 0]
     cells = pd.crosstab(male[first], blond[first]).to_numpy()
     largest = pd.crosstab(male, blond).to_numpy().max()
@@ -60,13 +62,13 @@ def test_the_group_weight_weighs_that_group_s_loss():
     frame = _frame(4)
     frame["Male"] = [1, 0, 0, 1]
     params = tiny_params(loss={"group": "Male", "group_weight": 3.0, "name": "bce"})
-    w = groups.weights(frame, params)
+    w = groups.weights(frame, params.loss.group, params.loss.group_weight)
     assert w.tolist() == [3.0, 1.0, 1.0, 3.0]
     logits, target = torch.tensor([[2.0], [-1.0], [0.5], [0.0]]), torch.tensor([[0.0], [0.0], [1.0], [1.0]])
     loss = AttributeLoss(params.loss, torch.tensor([0.5]))(logits, target, w.view(-1, 1))
     each = torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten()
     assert loss.item() == pytest.approx(float((each * w).sum() / w.sum()), rel=1e-6)
-    assert groups.weights(frame, tiny_params()) is None
+    assert groups.weights(frame, None, 1.0) is None
 
 
 @pytest.mark.parametrize(
@@ -96,12 +98,12 @@ def test_bad_group_and_crop_params_are_refused_by_key(sections, message):
         tiny_params(preprocess={"size": [40, 32]}, **sections)
 
 
-def test_training_on_a_subset_sees_only_its_images(tiny_shards, tmp_path, monkeypatch):
-    monkeypatch.setenv("FACEATTRS_TRACE_SAMPLES", str(tmp_path / "trace"))
+def test_training_on_a_subset_sees_only_its_images(tiny_shards, tmp_path):
     params = tiny_params(train={"epochs": 1, "subset": "~Male"})
-    loop.train(params, tiny_shards, tmp_path / "models", tmp_path / "live", progress=False)
-    seen = (tmp_path / "trace" / "epoch0-rank0.txt").read_text().split()
     labels = shards.read_labels(tiny_shards, "train")
+    trace = SampleTrace(tmp_path / "trace", list(labels.index))
+    run.train(params, tiny_shards, tmp_path / "models", tmp_path / "live", progress=False, callbacks=[trace])
+    seen = (tmp_path / "trace" / "epoch0-rank0.txt").read_text().split()
     assert sorted(seen) == sorted(labels.index[labels["Male"] == 0])
 
 
@@ -114,15 +116,15 @@ def test_a_group_weight_changes_the_step_s_loss_on_every_path(mixup_on):
     # The weights, images and labels are seeded: from the global generator's state they would depend on
     # the tests run before this one, and some draws leave the weighted loss within the tolerance of the plain one.
     torch.manual_seed(0)
-    ctx = loop.build(tiny_params(**sections), np.full(40, 0.5), torch.device("cpu"), 40)
+    ctx = make_step(TrainingParams.of(tiny_params(**sections)), np.full(40, 0.5), torch.device("cpu"), 40)
     draw = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (8, 3, 40, 32), dtype=torch.uint8, generator=draw)
     labels = torch.randint(0, 2, (8, 40), dtype=torch.int8, generator=draw)
 
     def step(weights):
-        ctx.generator = torch.Generator().manual_seed(5)
+        plan = EpochPlan(generator=torch.Generator().manual_seed(5), row_weights=weights)
         torch.manual_seed(5)
-        return loop.model_step(ctx, images, labels, True, weights)[0].item()
+        return model_step(ctx, images, labels, plan, torch.arange(8))[0].item()
 
     plain, ones = step(None), step(torch.ones(8))
     assert ones == pytest.approx(plain, rel=1e-5)  # weights of 1 are no weights

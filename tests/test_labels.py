@@ -64,12 +64,14 @@ def test_folds_keep_each_identity_in_one_fold_and_balance_images():
 
 
 def test_kfold_search_on_tiny_shards_flags_and_applies_the_policy(tiny_shards, synthetic_raw):
-    from faceattrs.cleaning.training_labels import search
     from faceattrs.synthetic.truth import read_truth
+    from faceattrs.training.build import TrainingParams
+    from faceattrs.training.label_search import search
     from tests.conftest import tiny_params
 
     params = tiny_params(labels={"method": "kfold", "folds": 2, "epochs": 2, "policy": "flip"})
-    result = search(params, tiny_shards, read_truth(synthetic_raw), progress=False)
+    training = TrainingParams.of(params, target=False)
+    result = search(params.labels, training, tiny_shards, read_truth(synthetic_raw), progress=False)
     s = result.summary
     assert s["flagged_labels"] == len(result.flagged) > 0
     assert s["labels_changed"] == s["flagged_labels"]  # flip changes exactly the flagged labels
@@ -83,7 +85,7 @@ def test_kfold_search_on_tiny_shards_flags_and_applies_the_policy(tiny_shards, s
 
 def test_training_leaves_dropped_labels_out(tiny_shards, tmp_path):
     from faceattrs.training.loader import ShardDataset
-    from faceattrs.training.loop import train
+    from faceattrs.training.run import train
     from faceattrs.training.targets import Targets
     from tests.conftest import tiny_params
 

@@ -91,12 +91,12 @@ def test_the_models_input_size_is_its_own_then_the_crops_then_the_shards():
     from faceattrs.core.params import Params
 
     stored = (80, 64)
-    assert augment.model_input_size(Params(), stored) == stored
+    assert augment.model_input_size(None, Params().augment, stored) == stored
     cropped = Params(augment={"random_crop": [64, 48]})
-    assert augment.model_input_size(cropped, stored) == (64, 48)
+    assert augment.model_input_size(None, cropped.augment, stored) == (64, 48)
     # Evaluation's own crop is not what training feeds the model.
-    assert augment.model_input_size(Params(augment={"eval_crop": [64, 48]}), stored) == stored
-    assert augment.model_input_size(Params(model={"input_size": [96, 80]}, augment=cropped.augment), stored) == (96, 80)
+    assert augment.model_input_size(None, Params(augment={"eval_crop": [64, 48]}).augment, stored) == stored
+    assert augment.model_input_size((96, 80), cropped.augment, stored) == (96, 80)
     assert augment.scaled_size((80, 64), 0.7) == (56, 45)
     assert augment.scaled_size((20, 16), 0.25) == (8, 8)
 
@@ -374,7 +374,7 @@ def test_per_target_measures_and_fair_score_by_hand():
 
 
 def test_asking_for_cuda_without_one_is_a_clear_error():
-    from faceattrs.training.loop import resolve_device
+    from faceattrs.training.step import resolve_device
 
     assert resolve_device("cpu").type == "cpu"
     if torch.cuda.is_available():

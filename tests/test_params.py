@@ -10,9 +10,11 @@ from tests.conftest import REPO
 
 
 def test_repository_params_file_is_valid():
-    params = load_params(REPO / "params.yaml")
-    assert params.data.source == "synthetic"
-    assert params.data.synthetic.noise_rate("Oval_Face") > params.data.synthetic.noise_rate("Smiling")
+    """Whatever the user's experiment: params.yaml is theirs, so only its validity is checked here."""
+    load_params(REPO / "params.yaml")
+    defaults = Params()
+    assert defaults.data.source == "synthetic"
+    assert defaults.data.synthetic.noise_rate("Oval_Face") > defaults.data.synthetic.noise_rate("Smiling")
 
 
 @pytest.mark.parametrize(

@@ -215,7 +215,7 @@ def test_a_model_without_mean_eyes_refuses_a_photo_it_cannot_align(tmp_path):
 def test_an_aligned_file_scores_as_its_shard_row_does(learned_model, tmp_path):
     """Decoded as preprocess decoded it (the default decode is reduced: half scale in the DCT)."""
     from faceattrs.data.archive import ImageArchive
-    from faceattrs.evaluation.evaluate import split_logits
+    from faceattrs.prediction.predictor import split_logits
 
     predictor = Predictor(learned_model)
     assert predictor.spec.decode == "reduced"

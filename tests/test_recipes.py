@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 import timm
 import torch
+import yaml
 
 from faceattrs import recipes
-from faceattrs.core.params import Params, load_params, parse_params
+from faceattrs.core.params import Params, ParamsError, load_params
+from faceattrs.core.params_file import render
 from faceattrs.training import models, optim, targets
 from faceattrs.training.losses import AttributeLoss
 from tests.conftest import REPO
@@ -42,24 +44,12 @@ def test_recipe_validates_and_its_parts_build(name):
     assert torch.isfinite(loss(out, torch.ones_like(out))).all()
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_recipe_overrides_round_trip_to_the_same_params(name):
-    """What `-S` would set (parsed back the way Hydra reads it) equals the recipe file."""
-    import yaml
-
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    for override in recipes.overrides(recipes.load(name)):
-        key, value = override.split("=", 1)
-        node = raw
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = (
-            yaml.safe_load(value.replace(":", ": ").replace(",", ", "))
-            if value.startswith("{")
-            else yaml.safe_load(value)
-        )
-    assert parse_params(raw) == recipes.resolve(name, REPO / "params.yaml")
+@pytest.fixture
+def defaults(tmp_path) -> Path:
+    """A workspace's params.yaml as the schema writes it."""
+    path = tmp_path / "params.yaml"
+    path.write_text(render())
+    return path
 
 
 def test_recipe_command_lists_and_prints():
@@ -75,7 +65,8 @@ def test_recipe_command_lists_and_prints():
         cwd=REPO,
     )
     assert (REPO / "params.yaml").read_bytes() == before, "printing a recipe must not run it"
-    assert one.stdout.startswith("dvc exp run -n resnext50-mse-adamax -S model.backbone=resnext50_32x4d")
+    assert one.returncode == 0, one.stderr
+    assert one.stdout.startswith("dvc exp run -n resnext50-mse-adamax -S ")
     assert "-S loss.name=mse" in one.stdout and "-S model.freeze_blocks=6" in one.stdout
     bad = subprocess.run(
         [sys.executable, "-m", "faceattrs.cli", "recipe", "nope"], capture_output=True, text=True, cwd=REPO
@@ -83,14 +74,60 @@ def test_recipe_command_lists_and_prints():
     assert bad.returncode == 1 and "unknown recipe 'nope'; valid:" in bad.stderr
 
 
-def _as_dvc_applies(command: list[str], tmp_path: Path) -> Params:
-    """The params ``command``'s -S values give when DVC applies them to params.yaml, in DVC's own code."""
+def _as_dvc_applies(command: list[str], params_file: Path, tmp_path: Path) -> Params:
+    """The params ``command``'s -S values give when DVC applies them to ``params_file``, in DVC's own code."""
     from dvc.utils.hydra import apply_overrides
 
-    copy = tmp_path / "params.yaml"
-    copy.write_bytes((REPO / "params.yaml").read_bytes())
+    copy = tmp_path / "applied.yaml"
+    copy.write_bytes(params_file.read_bytes())
     apply_overrides(str(copy), [command[i + 1] for i, arg in enumerate(command) if arg == "-S"])
     return load_params(copy)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_command_makes_the_workspace_s_params_the_recipe_s(name, defaults, tmp_path):
+    assert _as_dvc_applies(recipes.command(name, defaults), defaults, tmp_path) == recipes.resolve(name, defaults)
+
+
+def test_a_recipe_after_another_resets_every_key_the_first_set(defaults, tmp_path):
+    """`dvc exp run` leaves an experiment's params in the workspace: the next recipe must not inherit them."""
+    dino = recipes.resolve("dino-vits8-fair-target", defaults)
+    defaults.write_text(yaml.safe_dump(dino.model_dump(mode="json"), sort_keys=False))
+    for name in ("resnet18-bce-baseline", "resnest50-focal-frequency"):
+        command = recipes.command(name, defaults)
+        assert "-S target.expression=null" in " ".join(command)
+        applied = _as_dvc_applies(command, defaults, tmp_path)
+        assert applied == recipes.resolve(name, defaults)
+        assert applied.augment.center_crop is None and applied.target.expression is None
+
+
+def test_a_recipe_keeps_the_user_s_data_and_machine_settings_and_nothing_else(defaults):
+    users = {
+        "data": {"source": "local", "local": {"path": "/data/celeba"}},
+        "train": {"workers": 3, "device": "cpu", "epochs": 2},
+        "preprocess": {"workers": 2},
+        "loss": {"gamma": 5.0},
+        "model": {"head": "mlp"},
+    }
+    raw = yaml.safe_load(defaults.read_text())
+    for section, values in users.items():
+        raw[section].update(values)
+    defaults.write_text(yaml.safe_dump(raw, sort_keys=False))
+    params = recipes.resolve("resnet18-bce-baseline", defaults)
+    assert params.data.source == "local" and params.data.local.path == "/data/celeba"
+    assert (params.train.workers, params.train.device, params.preprocess.workers) == (3, "cpu", 2)
+    assert params.train.epochs == recipes.load("resnet18-bce-baseline")["train"]["epochs"]
+    assert params.loss.gamma == Params().loss.gamma and params.model.head == Params().model.head
+    assert set(recipes.users_keys()) >= {"data", "train.device", "train.workers", "train.processes"}
+    for name in NAMES:  # a recipe states the experiment; the machine's settings are the user's
+        assert not set(recipes.flat_keys(recipes.load(name))) & set(recipes.users_keys()), name
+
+
+def test_a_key_the_workspace_lacks_is_named_before_dvc_runs(tmp_path):
+    partial = tmp_path / "params.yaml"
+    partial.write_text(yaml.safe_dump({"train": {"epochs": 3}}))
+    with pytest.raises(ParamsError, match=r"params\.yaml: no key .*model\.backbone.*which the experiment sets"):
+        recipes.command("resnext50-mse-adamax", partial)
 
 
 @pytest.mark.parametrize(
@@ -103,11 +140,10 @@ def _as_dvc_applies(command: list[str], tmp_path: Path) -> Params:
         ("mobilenetv2-focal-mixup", ["augment.affine={degrees:5}", "augment.affine.translate=0.02"]),
     ],
 )
-def test_extra_overrides_mean_what_dvc_will_make_of_them(name, extra, tmp_path, monkeypatch):
-    params = recipes.resolve(name, REPO / "params.yaml", extra)
-    command = recipes.command(name, extra)
-    assert command[-2:] == ["-S", extra[-1]]
-    assert params == _as_dvc_applies(command, tmp_path)
+def test_extra_overrides_mean_what_dvc_will_make_of_them(name, extra, defaults, tmp_path, monkeypatch):
+    params = recipes.resolve(name, defaults, extra)
+    command = recipes.command(name, defaults, extra)
+    assert params == _as_dvc_applies(command, defaults, tmp_path)
     if name == "resnext50-mse-adamax":
         assert params.data.source == "local" and params.data.local.path == "/data/celeba"
         assert params.optimizer.name == "adam" and params.train.epochs == 3 and params.loss.name == "mse"
@@ -119,14 +155,21 @@ def test_extra_overrides_mean_what_dvc_will_make_of_them(name, extra, tmp_path, 
 
     ran = []
     monkeypatch.setattr(subprocess, "call", lambda cmd: ran.append(cmd) or 0)
-    with pytest.raises(SystemExit) as done:
-        cli.main(
-            ["recipe", name, "--run", "--params", str(REPO / "params.yaml")] + [a for x in extra for a in ("-S", x)]
-        )
-    assert done.value.code == 0 and ran == [command]
+    monkeypatch.setattr(cli, "_experiments", lambda: [name, f"{name}-2"])
+    run = ["recipe", name, "--run", "--params", str(defaults)] + [a for x in extra for a in ("-S", x)]
+    for args in (run, [*run, "--replace"]):
+        with pytest.raises(SystemExit) as done:
+            cli.main(args)
+        assert done.value.code == 0
+    # A second run of a recipe is a new experiment; --replace overwrites the one of its name.
+    assert ran == [
+        recipes.command(name, defaults, extra, experiment=f"{name}-3"),
+        recipes.command(name, defaults, extra, replace=True),
+    ]
+    assert ran[1][:6] == ["dvc", "exp", "run", "-f", "-n", name]
 
 
-def test_a_bad_extra_override_is_refused_before_dvc_runs(monkeypatch, capsys):
+def test_a_bad_extra_override_is_refused_before_dvc_runs(monkeypatch, capsys, defaults):
     from faceattrs import cli
 
     ran = []
@@ -136,7 +179,7 @@ def test_a_bad_extra_override_is_refused_before_dvc_runs(monkeypatch, capsys):
         ("loss.gama=1", "recipe resnext50-mse-adamax: -S loss.gama=1: Could not override 'loss.gama'"),
     ):
         with pytest.raises(SystemExit) as done:
-            cli.main(["recipe", "resnext50-mse-adamax", "--run", "--params", str(REPO / "params.yaml"), "-S", bad])
+            cli.main(["recipe", "resnext50-mse-adamax", "--run", "--params", str(defaults), "-S", bad])
         assert done.value.code == 1 and message in capsys.readouterr().err
     assert ran == []
 
@@ -170,7 +213,7 @@ def test_every_recipe_trains_evaluates_and_predicts_end_to_end(name, synthetic_r
     from faceattrs.prediction import outputs
     from faceattrs.prediction.predictor import Predictor
     from faceattrs.synthetic.truth import read_truth
-    from faceattrs.training.loop import train
+    from faceattrs.training.run import train
 
     # Its ImageNet weights through model.weights, the path an offline machine takes, from a file written here.
     weights, first = weights_file(recipes.resolve(name, REPO / "params.yaml").model.backbone, tmp_path)
@@ -219,8 +262,7 @@ def test_each_recipe_agrees_with_its_table_of_the_seed_s_choices(name):
             disagree.append(f"{row['key']}: recipe {value!r}, table {expected!r}")
     assert not disagree, f"{name} disagrees with its table: {disagree}"
     covered = {row["key"] for row in table["choices"] if row["key"]}
-    # train.workers is the machine's choice, not the seed's.
-    unlisted = [k for k in recipes.flat_keys(recipes.load(name)) if k not in covered and k != "train.workers"]
+    unlisted = [k for k in recipes.flat_keys(recipes.load(name)) if k not in covered]
     assert not unlisted, f"{name} sets {unlisted}, which its table does not list"
 
 

@@ -8,9 +8,8 @@ import torch
 
 from faceattrs.core.errors import InputError
 from faceattrs.core.params import ModelParams
-from faceattrs.evaluation.evaluate import split_logits
 from faceattrs.prediction import saliency
-from faceattrs.prediction.predictor import Predictor
+from faceattrs.prediction.predictor import Predictor, split_logits
 from faceattrs.training import models
 from faceattrs.training.loader import ShardDataset
 from faceattrs.training.targets import Targets

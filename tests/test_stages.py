@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from faceattrs.core.params import DedupeParams
+from faceattrs.core.params_file import render
 from faceattrs.data import celeba
 from tests.conftest import REPO, copy_repo, rewrite_images
 
@@ -160,7 +161,7 @@ def scratch_repo(tmp_path: Path) -> Path:
         (shutil.copytree if src.is_dir() else shutil.copy)(
             src, repo / name, **({"ignore": shutil.ignore_patterns("__pycache__")} if src.is_dir() else {})
         )
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = yaml.safe_load(render())  # the defaults, whatever the user's own params.yaml holds
     for section, values in TINY.items():
         for key, value in values.items():
             params[section][key] = {**params[section][key], **value} if isinstance(value, dict) else value

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import itertools
 import json
 import subprocess
 import sys
@@ -11,23 +14,32 @@ import pandas as pd
 import pytest
 import torch
 
+from faceattrs.core import code_deps
 from faceattrs.core.errors import Diverged, InputError
 from faceattrs.core.params import EvaluateParams, Params
 from faceattrs.data import celeba
 from faceattrs.data.celeba import ATTRIBUTES
 from faceattrs.evaluation import evaluate
 from faceattrs.prediction import outputs, photos
-from faceattrs.prediction.predictor import Predictor
+from faceattrs.prediction.predictor import Predictor, split_logits
 from faceattrs.synthetic.truth import read_truth
-from faceattrs.training import layout, loop, models
+from faceattrs.training import epoch as epoch_module
+from faceattrs.training import fit as fit_module
+from faceattrs.training import layout, models, run
+from faceattrs.training.build import TrainingParams, build, make_step
+from faceattrs.training.callbacks import Checkpointer
+from faceattrs.training.checkpoints import CheckpointError, ModelFile, ResumePoint
+from faceattrs.training.epoch import Pass, PassResult, run_epoch
+from faceattrs.training.fit import Callback, EpochRecord, FitState
 from faceattrs.training.losses import AttributeLoss
+from faceattrs.training.step import EpochPlan, amp, model_step
 from tests.conftest import REPO, tiny_params
 
 
 @pytest.fixture(scope="module")
 def trained(tiny_shards, tmp_path_factory):
     out = tmp_path_factory.mktemp("trained")
-    result = loop.train(tiny_params(train={"epochs": 3}), tiny_shards, out / "models", out / "live", progress=False)
+    result = run.train(tiny_params(train={"epochs": 3}), tiny_shards, out / "models", out / "live", progress=False)
     return out, result
 
 
@@ -45,24 +57,24 @@ def test_training_writes_model_checkpoints_and_logs(trained):
     assert "git_commit" in json.loads(model["provenance"])
 
 
-def test_resume_after_a_kill_gives_the_same_result(tiny_shards, tmp_path, trained, monkeypatch):
+class KilledIn(Callback):
+    """A kill in the middle of an epoch's training pass, as a SIGKILL would land."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_batch(self, epoch, rows):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt("simulated kill")
+
+
+def test_resume_after_a_kill_gives_the_same_result(tiny_shards, tmp_path, trained, capsys):
     params = tiny_params(train={"epochs": 3})
-    calls = {"n": 0}
-    real = loop.run_epoch
-
-    def killed_in_epoch_three(ctx, data, optimizer=None, *args, **kwargs):
-        if optimizer is not None:
-            calls["n"] += 1
-            if calls["n"] == 3:
-                raise KeyboardInterrupt("simulated kill")
-        return real(ctx, data, optimizer, *args, **kwargs)
-
-    monkeypatch.setattr(loop, "run_epoch", killed_in_epoch_three)
     with pytest.raises(KeyboardInterrupt):
-        loop.train(params, tiny_shards, tmp_path / "models", tmp_path / "live", progress=False)
-    assert torch.load(tmp_path / "models" / "last.pt", weights_only=True)["state"]["epoch"] == 2
-    monkeypatch.setattr(loop, "run_epoch", real)
-    resumed = loop.train(params, tiny_shards, tmp_path / "models", tmp_path / "live", progress=False)
+        run.train(params, tiny_shards, tmp_path / "models", tmp_path / "live", progress=False, callbacks=[KilledIn(2)])
+    assert ResumePoint.load(tmp_path / "models" / "last.pt").state["epoch"] == 2
+    resumed = run.train(params, tiny_shards, tmp_path / "models", tmp_path / "live", progress=False)
+    assert f"train: resuming after epoch 2 from {tmp_path / 'models' / 'last.pt'}" in capsys.readouterr().out
     out, uninterrupted = trained
     assert resumed == uninterrupted
     a = torch.load(tmp_path / "models" / "model.pt", weights_only=True)["state_dict"]
@@ -72,12 +84,12 @@ def test_resume_after_a_kill_gives_the_same_result(tiny_shards, tmp_path, traine
     assert history["step"].tolist() == [0, 1, 2]
 
 
-def test_changed_params_start_over_instead_of_resuming(tiny_shards, trained, tmp_path):
+def test_changed_params_start_over_instead_of_resuming(tiny_shards, trained, tmp_path, capsys):
     out, _ = trained
     models_dir = tmp_path / "models"
     models_dir.mkdir()
     (models_dir / "last.pt").write_bytes((out / "models" / "last.pt").read_bytes())
-    result = loop.train(
+    result = run.train(
         tiny_params(train={"epochs": 1}, optimizer={"lr": 0.001}),
         tiny_shards,
         models_dir,
@@ -85,12 +97,13 @@ def test_changed_params_start_over_instead_of_resuming(tiny_shards, trained, tmp
         progress=False,
     )
     assert result["epochs"] == 1
+    assert "train: from epoch 1: params optimizer, params train changed since" in capsys.readouterr().out
 
 
 def test_non_finite_loss_stops_with_a_clear_message(tiny_shards, tmp_path, monkeypatch):
     monkeypatch.setattr(AttributeLoss, "forward", lambda self, logits, y, known=None: (logits * float("nan")).mean())
     with pytest.raises(Diverged, match=r"non-finite loss \(nan\) in epoch 1/2, batch 0: lower optimizer.lr"):
-        loop.train(tiny_params(), tiny_shards, tmp_path / "m", tmp_path / "l", progress=False)
+        run.train(tiny_params(), tiny_shards, tmp_path / "m", tmp_path / "l", progress=False)
 
 
 def test_evaluation_measures_and_thresholds(trained, tiny_shards, synthetic_raw):
@@ -112,7 +125,7 @@ def test_evaluation_measures_and_thresholds(trained, tiny_shards, synthetic_raw)
     assert list(table["attribute"]) == list(ATTRIBUTES) and not table["drawn"][ATTRIBUTES.index("Attractive")]
     # Per group (men and women by default): each target's accuracy among each, from the predictions themselves.
     predictor = Predictor(out / "models" / "model.pt", tta="flip")  # as evaluate scored
-    logits, labels, frame = evaluate.split_logits(predictor, tiny_shards, "test")
+    logits, labels, frame = split_logits(predictor, tiny_shards, "test")
     right = (logits > results["thresholds"]) == labels.astype(bool)
     men = frame["Male"].to_numpy().astype(bool)
     assert np.allclose(table["accuracy_in_group"], right[men].mean(0).round(5), atol=1e-5)
@@ -127,7 +140,7 @@ def test_derived_target_trains_and_evaluates_with_the_fair_score(tiny_shards, tm
     params = tiny_params(
         target={"expression": "Blond_Hair ^ Eyeglasses"}, train={"epochs": 1}, model={"head": "mlp", "head_hidden": 16}
     )
-    loop.train(params, tiny_shards, tmp_path / "models", tmp_path / "live", progress=False)
+    run.train(params, tiny_shards, tmp_path / "models", tmp_path / "live", progress=False)
     results = evaluate.evaluate(tmp_path / "models" / "model.pt", tiny_shards, EvaluateParams())
     assert results["targets"] == ["Blond_Hair^Eyeglasses"]
     summary = evaluate.metrics_json(results)
@@ -157,7 +170,7 @@ def test_photo_scores_equal_shard_scores(trained, tiny_shards, synthetic_photos)
     """A raw photo goes through the same crop, resize and encoding as the shards it was trained on."""
     out, _ = trained
     predictor = Predictor(out / "models" / "model.pt")
-    logits, _, frame = evaluate.split_logits(predictor, tiny_shards, "test")
+    logits, _, frame = split_logits(predictor, tiny_shards, "test")
     names = list(frame.index[:5])
     from_shards = logits[:5]
     found = photos.find([synthetic_photos / n for n in names], predictor.mean_eyes)
@@ -216,7 +229,7 @@ def test_cli_prints_a_table_for_one_photo_and_files_for_many(trained, synthetic_
         text=True,
         cwd=REPO,
     )
-    assert missing.returncode == 1 and "no checkpoint there; run the train stage first" in missing.stderr
+    assert missing.returncode == 1 and "no.pt: no such file; run the train stage first" in missing.stderr
 
 
 def test_predictor_refuses_a_checkpoint_of_another_model(trained, tmp_path):
@@ -226,16 +239,19 @@ def test_predictor_refuses_a_checkpoint_of_another_model(trained, tmp_path):
     torch.save(ckpt, tmp_path / "other.pt")
     with pytest.raises(InputError, match="backbone: checkpoint has 'resnet50', params ask for 'resnet10t'"):
         Predictor(tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match=r"a faceattrs best-epoch checkpoint \(best\.pt\), not a faceattrs model"):
+        Predictor(out / "models" / "best.pt")
     torch.save({"state_dict": ckpt["state_dict"]}, tmp_path / "bare.pt")
-    with pytest.raises(InputError, match=r"not a final model\.pt"):
+    with pytest.raises(CheckpointError, match=r"bare\.pt: a faceattrs model file \(model\.pt\) of format 1, and this"):
         Predictor(tmp_path / "bare.pt")
-    models.load_checkpoint(out / "models" / "model.pt")
+    record = ModelFile.load(out / "models" / "model.pt")
+    assert record.targets == list(ATTRIBUTES) and ModelFile.from_dict(record.to_dict()).epoch == record.epoch
 
 
 def test_a_model_with_backbone_args_predicts_from_its_checkpoint_alone(tiny_shards, tmp_path):
     narrow = {"backbone": "resnet10t", "backbone_args": {"stem_width": 16, "channels": [16, 32, 64, 128]}}
     params = tiny_params(train={"epochs": 1, "limit_batches": 2}, model=narrow)
-    loop.train(params, tiny_shards, tmp_path / "m", tmp_path / "l", progress=False)
+    run.train(params, tiny_shards, tmp_path / "m", tmp_path / "l", progress=False)
     predictor = Predictor(tmp_path / "m" / "model.pt")
     assert predictor.model.backbone.layer4[0].conv1.out_channels == 128
     assert predictor.logits(torch.zeros(2, 3, 40, 32, dtype=torch.uint8)).shape == (2, 40)
@@ -250,7 +266,7 @@ def test_the_default_backbone_trains_and_its_checkpoint_loads_in_a_fresh_process
     """resnet10t_075 is faceattrs's name, not timm's: a new process knows it only through faceattrs."""
     default = Params().model.backbone
     params = tiny_params(train={"epochs": 1, "limit_batches": 2}, model={"backbone": default})
-    loop.train(params, tiny_shards, tmp_path / "m", tmp_path / "l", progress=False)
+    run.train(params, tiny_shards, tmp_path / "m", tmp_path / "l", progress=False)
     code = (
         "import sys, torch\n"
         "from faceattrs.prediction.predictor import Predictor\n"
@@ -258,17 +274,17 @@ def test_the_default_backbone_trains_and_its_checkpoint_loads_in_a_fresh_process
         "print(type(p.model.backbone).__name__, p.model.backbone.num_features,\n"
         "      *p.logits(torch.zeros(2, 3, 40, 32, dtype=torch.uint8)).shape)\n"
     )
-    run = subprocess.run(
+    loaded = subprocess.run(
         [sys.executable, "-c", code, str(tmp_path / "m" / "model.pt")], cwd=REPO, capture_output=True, text=True
     )
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.split() == ["ResNet", "384", "2", "40"]
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.split() == ["ResNet", "384", "2", "40"]
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_training_on_the_gpu_with_bf16_and_channels_last(tiny_shards, tmp_path):
-    result = loop.train(
+    result = run.train(
         tiny_params(train={"epochs": 1, "device": "cuda"}), tiny_shards, tmp_path / "m", tmp_path / "l", progress=False
     )
     assert 0 < result["best_val_mean_accuracy"] <= 1
@@ -281,12 +297,12 @@ def test_training_on_the_gpu_with_bf16_and_channels_last(tiny_shards, tmp_path):
 def test_the_cpu_step_runs_in_fp32_in_the_memory_layout_asked(channels_last):
     # bf16 is a GPU setting: on the CPU its autocast was slow without AMX and not deterministic with it.
     params = tiny_params(train={"precision": "bf16", "channels_last": channels_last})
-    ctx = loop.build(params, np.full(40, 0.5), torch.device("cpu"), 40)
+    ctx = make_step(TrainingParams.of(params), np.full(40, 0.5), torch.device("cpu"), 40)
     seen = []
     first_conv = next(m for m in ctx.model.modules() if isinstance(m, torch.nn.Conv2d))
     first_conv.register_forward_hook(lambda module, args, out: seen.append((args[0], out)))
     images = torch.randint(0, 256, (4, 3, 40, 32), dtype=torch.uint8)
-    loss, logits = loop.model_step(ctx, images, torch.zeros(4, 40, dtype=torch.int8), train=True)
+    loss, logits = model_step(ctx, images, torch.zeros(4, 40, dtype=torch.int8), EpochPlan())
     (x, out), *_ = seen
     assert out.dtype == torch.float32 and logits.dtype == torch.float32 and torch.isfinite(loss)
     assert x.is_contiguous(memory_format=torch.channels_last) == channels_last
@@ -297,9 +313,9 @@ def test_the_cpu_step_runs_in_fp32_in_the_memory_layout_asked(channels_last):
 def test_on_the_cpu_convolutions_on_small_maps_stay_nchw_and_compute_the_same():
     params = tiny_params(train={"channels_last": True})
     torch.manual_seed(0)
-    ctx = loop.build(params, np.full(40, 0.5), torch.device("cpu"), 40, size=(80, 64))
+    ctx = make_step(TrainingParams.of(params), np.full(40, 0.5), torch.device("cpu"), 40, size=(80, 64))
     torch.manual_seed(0)
-    everywhere = loop.build(params, np.full(40, 0.5), torch.device("cpu"), 40)  # no size: all channels_last
+    everywhere = make_step(TrainingParams.of(params), np.full(40, 0.5), torch.device("cpu"), 40)  # all channels_last
     small = layout.small_map_convolutions(ctx.model, (80, 64), layout.NCHW_BELOW_PIXELS)
     conv = torch.nn.Conv2d(3, 3, 3, padding=1)
     assert layout.small_map_convolutions(torch.nn.Sequential(conv, conv), (3, 2), 32) == [conv]  # called twice
@@ -319,7 +335,7 @@ def test_on_the_cpu_convolutions_on_small_maps_stay_nchw_and_compute_the_same():
     small[0].register_forward_hook(lambda module, args, out: seen.append(out))
     images = torch.randint(0, 256, (4, 3, 80, 64), dtype=torch.uint8)
     labels = torch.zeros(4, 40, dtype=torch.int8)
-    (_, mixed), (_, plain) = (loop.model_step(c, images, labels, train=False) for c in (ctx, everywhere))
+    (_, mixed), (_, plain) = (model_step(c, images, labels) for c in (ctx, everywhere))
     assert seen[0].is_contiguous() and not seen[0].is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(mixed, plain, atol=1e-4)
 
@@ -327,55 +343,81 @@ def test_on_the_cpu_convolutions_on_small_maps_stay_nchw_and_compute_the_same():
 def test_early_stopping_stops_when_val_accuracy_stalls(tiny_shards, tmp_path, monkeypatch):
     # Validation that never improves after epoch 1 (BatchNorm's running statistics would
     # move it a little even with a frozen learning rate, so it is pinned here).
-    real = loop.run_epoch
+    real = fit_module.run_epoch
 
-    def stalled(*args, **kwargs):
-        result = real(*args, **kwargs)
-        return result if kwargs.get("optimizer") or len(args) > 2 else {**result, "mean_accuracy": 0.5}
+    def stalled(step, run):
+        result = real(step, run)
+        return result if run.training else PassResult(result.loss, np.full_like(result.accuracy, 0.5))
 
-    monkeypatch.setattr(loop, "run_epoch", stalled)
+    monkeypatch.setattr(fit_module, "run_epoch", stalled)
     params = tiny_params(train={"epochs": 5, "early_stopping": 1})
-    result = loop.train(params, tiny_shards, tmp_path / "m", tmp_path / "l", progress=False)
+    result = run.train(params, tiny_shards, tmp_path / "m", tmp_path / "l", progress=False)
     assert result["epochs"] == 2 and result["best_epoch"] == 1
 
 
 def test_the_monitor_picks_the_kept_epoch_and_stops_on_val_loss(tiny_shards, tmp_path, monkeypatch):
     # Val accuracy rises every epoch while val loss is best at epoch 2: the monitor decides which counts.
-    real, calls = loop.run_epoch, {"val": 0}
+    real, calls = fit_module.run_epoch, {"val": 0}
 
-    def scripted(*args, **kwargs):
-        result = real(*args, **kwargs)
-        if kwargs.get("optimizer") or len(args) > 2:
+    def scripted(step, run):
+        result = real(step, run)
+        if run.training:
             return result
         calls["val"] += 1
         n = calls["val"]
-        return {**result, "mean_accuracy": 0.5 + 0.01 * n, "loss": {1: 0.6, 2: 0.4}.get(n, 0.5)}
+        return PassResult({1: 0.6, 2: 0.4}.get(n, 0.5), np.full_like(result.accuracy, 0.5 + 0.01 * n))
 
-    monkeypatch.setattr(loop, "run_epoch", scripted)
+    monkeypatch.setattr(fit_module, "run_epoch", scripted)
     params = tiny_params(train={"epochs": 5, "early_stopping": 2, "monitor": "val_loss"})
-    result = loop.train(params, tiny_shards, tmp_path / "loss", tmp_path / "l1", progress=False)
+    result = run.train(params, tiny_shards, tmp_path / "loss", tmp_path / "l1", progress=False)
     assert result["epochs"] == 4 and result["best_epoch"] == 2
     assert result["best_val_mean_accuracy"] == pytest.approx(0.52)
-    assert torch.load(tmp_path / "loss" / "model.pt", weights_only=True)["epoch"] == 2
+    assert ModelFile.load(tmp_path / "loss" / "model.pt").epoch == 2
     calls["val"] = 0
     params = tiny_params(train={"epochs": 4, "early_stopping": 2, "monitor": "val_accuracy"})
-    result = loop.train(params, tiny_shards, tmp_path / "acc", tmp_path / "l2", progress=False)
+    result = run.train(params, tiny_shards, tmp_path / "acc", tmp_path / "l2", progress=False)
     assert result["epochs"] == 4 and result["best_epoch"] == 4
 
 
-def test_changed_training_code_starts_over(tiny_shards, trained, tmp_path, monkeypatch):
+class Epochs(Callback):
+    def __init__(self):
+        self.seen = []
+
+    def on_epoch_end(self, parts, record):
+        self.seen.append(record.epoch)
+
+
+def test_a_change_to_any_module_the_train_stage_imports_starts_over(
+    tiny_shards, trained, tmp_path, monkeypatch, capsys
+):
+    """Not only the training package: the shard decoder, the schema, the stage itself are the run's code too."""
     out, _ = trained
     models_dir = tmp_path / "models"
     models_dir.mkdir()
     (models_dir / "last.pt").write_bytes((out / "models" / "last.pt").read_bytes())
-    params = tiny_params(train={"epochs": 3})
-    assert torch.load(models_dir / "last.pt", weights_only=True)["fingerprint"] == loop.fingerprint(params, tiny_shards)
-    monkeypatch.setattr(loop, "code_digest", lambda: "a fixed loss function")
-    ran = []
-    real = loop.run_epoch
-    monkeypatch.setattr(loop, "run_epoch", lambda *a, **k: ran.append(1) or real(*a, **k))
-    loop.train(params, tiny_shards, models_dir, tmp_path / "live", progress=False)
-    assert len(ran) == 6  # three epochs of training and validation, not a resumed no-op
+    params = TrainingParams.of(tiny_params(train={"epochs": 3}))
+    key = run.run_key(params, tiny_shards)
+    assert ResumePoint.load(models_dir / "last.pt").run_key == key
+    assert {"faceattrs/data/shards.py", "faceattrs/core/params/train.py", "stages/train.py"} <= set(key.code)
+    assert set(key.code) == set(code_deps.code_deps("stages.train"))
+    real = code_deps.digests
+    monkeypatch.setattr(code_deps, "digests", lambda module: {**real(module), "faceattrs/data/shards.py": "edited"})
+    epochs = Epochs()
+    run.train(params, tiny_shards, models_dir, tmp_path / "live", progress=False, callbacks=[epochs])
+    assert epochs.seen == [0, 1, 2]  # three epochs trained, not a resumed no-op
+    said = capsys.readouterr().out
+    assert f"train: from epoch 1: faceattrs/data/shards.py changed since {models_dir / 'last.pt'} was written" in said
+
+
+def test_a_checkpoint_of_another_format_starts_over_saying_so(tiny_shards, trained, tmp_path, capsys):
+    out, _ = trained
+    models_dir = tmp_path / "models"
+    models_dir.mkdir()
+    old = torch.load(out / "models" / "last.pt", weights_only=True)
+    old["format"] = 1
+    torch.save(old, models_dir / "last.pt")
+    run.train(tiny_params(train={"epochs": 1}), tiny_shards, models_dir, tmp_path / "live", progress=False)
+    assert "last.pt: a faceattrs training checkpoint (last.pt) of format 1" in capsys.readouterr().out
 
 
 def test_decoding_on_the_device_matches_the_loader(tiny_shards, tmp_path):
@@ -385,14 +427,14 @@ def test_decoding_on_the_device_matches_the_loader(tiny_shards, tmp_path):
 
     plain = ShardDataset(tiny_shards, "val", from_params(None, None))
     encoded = ShardDataset(tiny_shards, "val", from_params(None, None), encoded=True)
-    images, _, rows = next(iter(make_loader(encoded, 8, False, 0, 0, 0)))
+    images, _, rows = next(iter(make_loader(encoded, batch_size=8, shuffle=False, seed=0, epoch=0, workers=0)))
     assert isinstance(images, list) and len(images) == 8
     decoded = decode_batch(images, torch.device("cpu"))
     expected = torch.stack([plain[int(r)][0] for r in rows])
     assert decoded.shape == expected.shape and decoded.dtype == torch.uint8
     assert (decoded.int() - expected.int()).abs().float().mean() < 1.0  # two libjpeg-turbo builds
 
-    result = loop.train(
+    result = run.train(
         tiny_params(train={"epochs": 1, "decode_on": "device"}),
         tiny_shards,
         tmp_path / "models",
@@ -406,7 +448,7 @@ def test_dvclive_logs_in_a_git_repository_with_no_commit_yet(tmp_path, monkeypat
     import os
     import subprocess
 
-    from faceattrs.training.loop import open_live
+    from faceattrs.training.callbacks import open_live
 
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
     subprocess.run(["dvc", "init", "-q"], cwd=tmp_path, check=True, env={**os.environ, "DVC_NO_ANALYTICS": "1"})
@@ -430,19 +472,19 @@ def test_dvclive_logs_in_a_git_repository_with_no_commit_yet(tmp_path, monkeypat
     ],
 )
 def test_fp16_on_a_gpu_scales_gradients_and_the_cpu_stays_fp32(device, precision, expected):
-    assert loop.amp(torch.device(device), precision) == expected
+    assert amp(torch.device(device), precision) == expected
 
 
 @pytest.mark.gpu
 def test_fp16_training_steps_with_a_gradient_scaler_on_the_gpu(tiny_shards, tmp_path):
     params = tiny_params(train={"epochs": 1, "precision": "fp16", "device": "cuda"})
-    result = loop.train(params, tiny_shards, tmp_path / "models", tmp_path / "live", progress=False)
+    result = run.train(params, tiny_shards, tmp_path / "models", tmp_path / "live", progress=False)
     assert result["epochs"] == 1 and np.isfinite(result["best_val_mean_accuracy"])
 
 
 def test_the_checkpoint_kept_is_the_monitor_s_choice_train_val_gap_too(tiny_shards, tmp_path):
     params = tiny_params(train={"epochs": 3, "monitor": "train_val_gap"})
-    result = loop.train(params, tiny_shards, tmp_path / "models", tmp_path / "live", progress=False)
+    result = run.train(params, tiny_shards, tmp_path / "models", tmp_path / "live", progress=False)
     history = json.loads((tmp_path / "live" / "metrics.json").read_text())
     assert history  # the last epoch's; the per-epoch series are in the plots folder
     plots = tmp_path / "live" / "plots" / "metrics"
@@ -459,13 +501,13 @@ def test_normalization_choices_give_their_mean_and_std():
     assert models.normalization(model, "half") == ([0.5] * 3, [0.5] * 3)
     assert models.normalization(model, "imagenet")[0] == [0.485, 0.456, 0.406]
     params = tiny_params(model={"normalization": "half"})
-    ctx = loop.build(params, np.full(40, 0.5), torch.device("cpu"), 40)
+    ctx = make_step(TrainingParams.of(params), np.full(40, 0.5), torch.device("cpu"), 40)
     assert ctx.mean.tolist() == [0.5] * 3 and ctx.std.tolist() == [0.5] * 3
 
 
 def test_prediction_crops_as_evaluation_did(tiny_shards, tmp_path):
     params = tiny_params(train={"epochs": 1}, augment={"random_crop": [32, 24], "hflip": 0.5})
-    loop.train(params, tiny_shards, tmp_path / "models", tmp_path / "live", progress=False)
+    run.train(params, tiny_shards, tmp_path / "models", tmp_path / "live", progress=False)
     predictor = Predictor(tmp_path / "models" / "model.pt")
     assert predictor.augment.random_crop == (32, 24)
     batch = torch.randint(0, 256, (2, 3, 40, 32), dtype=torch.uint8)
@@ -475,45 +517,46 @@ def test_prediction_crops_as_evaluation_did(tiny_shards, tmp_path):
         1, -1, 1, 1
     )
     assert torch.allclose(seen, centre, atol=1e-4)
-    # A model file of the older layout, its centre crop a key of its own beside the other crops, still crops.
-    ckpt = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
-    ckpt["center_crop"], ckpt["eval_geometry"] = [36, 28], {"random_crop": None, "eval_crop": None}
-    torch.save(ckpt, tmp_path / "older.pt")
-    assert Predictor(tmp_path / "older.pt").augment.center_crop == (36, 28)
 
 
 def test_a_gradient_scaler_steps_scales_and_is_kept_for_resuming(tiny_shards, tmp_path):
     """The fp16 path's scaler, run on the CPU (its autocast stays off there): steps happen, and last.pt keeps it."""
     params = tiny_params(train={"epochs": 1, "limit_batches": 3})
-    ctx = loop.build(params, np.full(40, 0.5), torch.device("cpu"), 40)
-    ctx.scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    ctx = make_step(TrainingParams.of(params), np.full(40, 0.5), torch.device("cpu"), 40)
+    ctx = dataclasses.replace(ctx, scaler=torch.amp.GradScaler("cpu", init_scale=1024.0))
     before = {k: v.clone() for k, v in ctx.model.state_dict().items()}
     from faceattrs.training import optim
     from faceattrs.training.loader import ShardDataset, loader
     from faceattrs.training.targets import Targets
 
-    data = loader(ShardDataset(tiny_shards, "train", Targets(ATTRIBUTES, None)), 16, True, 0, 0, 0)
+    dataset = ShardDataset(tiny_shards, "train", Targets(ATTRIBUTES, None))
+    data = itertools.islice(loader(dataset, batch_size=16, shuffle=True, seed=0, epoch=0, workers=0), 3)
     optimizer = optim.build_optimizer(ctx.model, params.optimizer)
     schedule = optim.build_schedule(optimizer, params.schedule, 3, 1, params.optimizer.lr)
-    result = loop.run_epoch(ctx, data, optimizer, schedule, progress=False, limit=3)
-    assert np.isfinite(result["loss"]) and ctx.scaler.get_scale() == 1024.0
+    result = run_epoch(ctx, Pass(data, optimizer=optimizer, schedule=schedule, plan=EpochPlan()))
+    assert np.isfinite(result.loss) and ctx.scaler.get_scale() == 1024.0
     assert any(not torch.equal(before[k], v) for k, v in ctx.model.state_dict().items())
     assert "scale" in ctx.scaler.state_dict()
-    loop.train(params, tiny_shards, tmp_path / "models", tmp_path / "live", progress=False)
-    assert "scaler" in torch.load(tmp_path / "models" / "last.pt", weights_only=True)
+    # last.pt keeps the scale it had got to, and a resumed run goes on from it.
+    training = TrainingParams.of(params)
+    built = build(training, tiny_shards, torch.device("cpu"))
+    key = run.run_key(training, tiny_shards)
+    record = EpochRecord(0, result, result, 0.1, 1.0, 1.0, True, FitState(1, 0.5, 0.5, 1, 0))
+    Checkpointer(tmp_path, key, {}).on_epoch_end(dataclasses.replace(built.parts, step=ctx), record)
+    fresh = dataclasses.replace(built.parts.step, scaler=torch.amp.GradScaler("cpu"))
+    state, _ = run.resume(dataclasses.replace(built.parts, step=fresh), tmp_path / "last.pt", key)
+    assert state == record.state and fresh.scaler.get_scale() == 1024.0
 
 
 def test_progressive_resizing_trains_small_and_evaluates_at_full_size():
     params = tiny_params(train={"epochs": 3, "low_res_epochs": 2, "low_res_scale": 0.5})
-    ctx = loop.build(params, np.full(40, 0.5), torch.device("cpu"), 40)
+    ctx = make_step(TrainingParams.of(params), np.full(40, 0.5), torch.device("cpu"), 40)
     seen = []
     ctx.model.register_forward_pre_hook(lambda module, args: seen.append(tuple(args[0].shape[-2:])))
     images, labels = torch.randint(0, 256, (4, 3, 40, 32), dtype=torch.uint8), torch.zeros(4, 40, dtype=torch.int8)
-    ctx.input_scale = 0.5
-    loop.model_step(ctx, images, labels, train=True)
-    loop.model_step(ctx, images, labels, train=False)
-    ctx.input_scale = 1.0
-    loop.model_step(ctx, images, labels, train=True)
+    model_step(ctx, images, labels, EpochPlan(input_scale=0.5))
+    model_step(ctx, images, labels)
+    model_step(ctx, images, labels, EpochPlan(input_scale=1.0))
     assert seen == [(20, 16), (40, 32), (40, 32)]
 
 
@@ -535,16 +578,16 @@ def test_progressive_resizing_is_refused_where_it_cannot_work(raw, message):
 
 
 def test_the_low_res_epochs_come_first(tiny_shards, tmp_path, monkeypatch):
-    scales, real = [], loop.model_step
+    scales, real = [], epoch_module.model_step
 
-    def spy(ctx, images, labels, train, *rest):
-        if train:
-            scales.append(ctx.input_scale)
-        return real(ctx, images, labels, train, *rest)
+    def spy(step, images, labels, plan=None, rows=None):
+        if plan is not None:
+            scales.append(plan.input_scale)
+        return real(step, images, labels, plan, rows)
 
-    monkeypatch.setattr(loop, "model_step", spy)
+    monkeypatch.setattr(epoch_module, "model_step", spy)
     params = tiny_params(train={"epochs": 3, "low_res_epochs": 2, "limit_batches": 1})
-    loop.train(params, tiny_shards, tmp_path / "models", tmp_path / "live", progress=False)
+    run.train(params, tiny_shards, tmp_path / "models", tmp_path / "live", progress=False)
     assert scales == [0.7, 0.7, 1.0]
 
 
@@ -554,11 +597,12 @@ def test_a_last_training_batch_of_one_image_is_left_out_and_batchnorm_heads_trai
 
     n = len(ShardDataset(tiny_shards, "train", Targets(("Smiling",))))
     items = [(i, i, i) for i in range(n)]
-    assert [len(batch[1]) for batch in loader(items, n - 1, True, 0, 0, 0)] == [n - 1]
+    batches = functools.partial(loader, items, batch_size=n - 1, seed=0, epoch=0, workers=0)
+    assert [len(batch[1]) for batch in batches(shuffle=True)] == [n - 1]
     assert batches_per_epoch(n, n - 1) == 1
-    assert [len(batch[1]) for batch in loader(items, n - 1, False, 0, 0, 0)] == [n - 1, 1]  # evaluation keeps it
+    assert [len(batch[1]) for batch in batches(shuffle=False)] == [n - 1, 1]  # evaluation keeps it
     assert batches_per_epoch(n + 1, n - 1) == 2  # a last batch of two stays
     # The MLP head's BatchNorm1d raised on a last batch of one ("Expected more than 1 value per channel").
     params = tiny_params(train={"epochs": 1, "batch_size": n - 1}, model={"head": "mlp", "head_hidden": 8})
-    summary = loop.train(params, tiny_shards, tmp_path / "models", tmp_path / "live", progress=False)
+    summary = run.train(params, tiny_shards, tmp_path / "models", tmp_path / "live", progress=False)
     assert summary["epochs"] == 1

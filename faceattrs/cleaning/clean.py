@@ -12,6 +12,7 @@ import pandas as pd
 from faceattrs.cleaning import duplicates, rules
 from faceattrs.cleaning.confirm import confirm_pairs
 from faceattrs.cleaning.no_face import face_scores
+from faceattrs.cleaning.reasons import Dropped, categorical
 from faceattrs.core.params import DedupeParams
 from faceattrs.data import celeba
 from faceattrs.data.archive import ImageArchive
@@ -76,33 +77,7 @@ def clean(raw: Path, params: DedupeParams, workers: int = 0, progress: bool = Tr
     )
     no_face = faces[faces < params.min_face_score]
     dropped_no_face = no_face if params.no_face_policy == "drop" else no_face.iloc[:0]
-    not_kept = table[~table["kept"]]
-    reason = np.where(
-        not_kept["labels_conflict"] & (params.conflict_policy == "drop"),
-        "duplicate group with conflicting labels (policy drop)",
-        np.where(not_kept["kind"] == "exact", "exact duplicate", "near duplicate"),
-    )
-    dropped = (
-        pd.concat(
-            [
-                pd.DataFrame(
-                    {"image_id": unreadable.index, "reason": "unreadable: " + unreadable["problem"], "group": -1}
-                ),
-                pd.DataFrame({"image_id": not_kept["image_id"], "reason": reason, "group": not_kept["group"]}),
-                pd.DataFrame(
-                    {
-                        "image_id": dropped_no_face.index,
-                        "reason": [f"no face found (score {s:.2f})" for s in dropped_no_face],
-                        "group": -1,
-                    }
-                ),
-            ]
-        )
-        .drop_duplicates("image_id")  # a redundant copy with no face is dropped once, as a copy
-        .sort_values("image_id")
-        .reset_index(drop=True)
-    )
-
+    dropped = dropped_table(unreadable, table[~table["kept"]], dropped_no_face, params.conflict_policy)
     manifest = data.drop(index=dropped["image_id"])
     manifest.update(relabel.astype(np.int8))
     manifest[list(ATTRIBUTES)] = manifest[list(ATTRIBUTES)].astype(np.int8)
@@ -118,9 +93,7 @@ def clean(raw: Path, params: DedupeParams, workers: int = 0, progress: bool = Tr
         "images_listed": len(data),
         "images_kept": len(manifest),
         "unreadable": len(unreadable),
-        "unreadable_by_problem": {
-            k: int(v) for k, v in unreadable["problem"].str.split(":").str[0].value_counts().items()
-        },
+        "unreadable_by_problem": {str(k): int(v) for k, v in unreadable["problem"].value_counts().items()},
         "duplicate_groups": {
             "exact": int((first_rows["kind"] == "exact").sum()),
             "near": int((first_rows["kind"] == "near").sum()),
@@ -139,15 +112,58 @@ def clean(raw: Path, params: DedupeParams, workers: int = 0, progress: bool = Tr
             "min_face_score": params.min_face_score,
             "checked": len(faces),
             "found": len(no_face),
-            "dropped": int(dropped["reason"].str.startswith("no face").sum()),
+            "dropped": int((dropped["reason"] == Dropped.NO_FACE).sum()),
         },
         "images_with_contradicting_labels": int(contradicting["image_id"].nunique()),
         "label_contradictions": {name: int((contradicting["rule"] == name).sum()) for name in rules.RULES},
-        "dropped_for_conflicts": int((dropped["reason"].str.contains("policy drop")).sum()),
+        "dropped_for_conflicts": int((dropped["reason"] == Dropped.CONFLICT).sum()),
         "relabelled_by_majority": len(relabel),
         "conflicts_by_attribute": duplicates.conflict_counts(table),
     }
     return Cleaning(manifest, table, dropped, candidates, contradicting, faces, summary)
+
+
+def dropped_table(
+    unreadable: pd.DataFrame, not_kept: pd.DataFrame, no_face: pd.Series, conflict_policy: str
+) -> pd.DataFrame:
+    """Every image left out, once, with why (``reason``, a ``Dropped``) and the particulars (``detail``)."""
+    copies = np.where(not_kept["kind"] == "exact", Dropped.EXACT_DUPLICATE, Dropped.NEAR_DUPLICATE)
+    conflicting = not_kept["labels_conflict"].to_numpy() & (conflict_policy == "drop")
+    problems = zip(unreadable["problem"], unreadable["detail"], strict=True)
+    frames = [
+        pd.DataFrame(
+            {
+                "image_id": unreadable.index,
+                "reason": Dropped.UNREADABLE,
+                "detail": [f"{p}: {d}" if d else str(p) for p, d in problems],
+                "group": -1,
+            }
+        ),
+        pd.DataFrame(
+            {
+                "image_id": not_kept["image_id"],
+                "reason": np.where(conflicting, Dropped.CONFLICT, copies),
+                "detail": "",
+                "group": not_kept["group"],
+            }
+        ),
+        pd.DataFrame(
+            {
+                "image_id": no_face.index,
+                "reason": Dropped.NO_FACE,
+                "detail": [f"score {s:.2f}" for s in no_face],
+                "group": -1,
+            }
+        ),
+    ]
+    table = (
+        pd.concat(frames)
+        .drop_duplicates("image_id")  # a redundant copy with no face is dropped once, as a copy
+        .sort_values("image_id")
+        .reset_index(drop=True)
+    )
+    table["reason"] = categorical(table["reason"], Dropped)
+    return table
 
 
 def duplicate_pairs(groups: pd.DataFrame) -> set[tuple[str, str]]:

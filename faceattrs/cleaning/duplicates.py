@@ -20,10 +20,11 @@ import numpy as np
 import pandas as pd
 import scipy.fft
 import simplejpeg
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from faceattrs.cleaning.reasons import Unreadable
 from faceattrs.core.errors import UnknownChoice
 from faceattrs.core.parallel import imap
 from faceattrs.data.archive import ImageArchive
@@ -35,7 +36,8 @@ class ImageCheck:
     image_id: str
     sha256: str
     phash: bytes | None  # packed bits; None when the image cannot be decoded
-    problem: str | None  # why the image is unreadable
+    problem: Unreadable | None  # why the image is unreadable
+    detail: str | None = None  # the decoder's own words, where it gave some
 
 
 @functools.lru_cache(maxsize=8)
@@ -84,14 +86,15 @@ def check_image(name: str, data: bytes, hash_size: int = 8) -> ImageCheck:
     """Content hash, perceptual hash and readability of one image's bytes."""
     sha = hashlib.sha256(data).hexdigest()
     if not data:
-        return ImageCheck(name, sha, None, "empty file")
+        return ImageCheck(name, sha, None, Unreadable.EMPTY)
     try:
         bits = perceptual_hash(_grey(data), hash_size)
     except _NotJpeg as err:
-        return ImageCheck(name, sha, None, f"not a JPEG ({err})")
-    except Exception as err:  # PIL raises several unrelated types for broken files
-        reason = "not an image" if "cannot identify" in str(err) else f"corrupt: {err}"
-        return ImageCheck(name, sha, None, reason)
+        return ImageCheck(name, sha, None, Unreadable.NOT_JPEG, str(err))
+    except UnidentifiedImageError:
+        return ImageCheck(name, sha, None, Unreadable.NOT_AN_IMAGE)
+    except Exception as err:  # PIL raises several unrelated types for a broken file it recognised
+        return ImageCheck(name, sha, None, Unreadable.CORRUPT, str(err))
     return ImageCheck(name, sha, np.packbits(bits).tobytes(), None)
 
 

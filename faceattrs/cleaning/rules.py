@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from faceattrs.data import expressions
+from faceattrs.core import expressions
 
 HAIR_COLOURS = ("Black_Hair", "Blond_Hair", "Brown_Hair", "Gray_Hair")
 

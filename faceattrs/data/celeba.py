@@ -8,18 +8,17 @@ Labels leave this module as int8 0/1, the form every later stage uses.
 from __future__ import annotations
 
 import csv
-import io
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+# The format's names, re-exported: its readers and writers are read beside them.
+from faceattrs.core.attributes import ATTRIBUTES, IMAGE_HEIGHT, IMAGE_WIDTH, POSITIVE_RATES  # noqa: F401
 from faceattrs.core.errors import InputError
 
 IMAGE_DIR = "img_align_celeba"
-IMAGE_WIDTH, IMAGE_HEIGHT = 178, 218
 ATTR_FILE = "list_attr_celeba.txt"
 PARTITION_FILE = "list_eval_partition.txt"
 IDENTITY_FILE = "identity_CelebA.txt"
@@ -59,19 +58,6 @@ PUBLISHED_FILES = (
     PublishedFile(PARTITION_FILE, "d32c9cbf5e040fd4025c592c306e6668", "0B7EVK8r0v71pY0NSMzRuSXJEVkk"),
 )
 TEXT_FILES = (ATTR_FILE, PARTITION_FILE, IDENTITY_FILE, BBOX_FILE, LANDMARKS_FILE)
-
-
-def _load_attribute_table() -> pd.DataFrame:
-    text = resources.files("faceattrs.resources").joinpath("attribute_counts.tsv").read_text()
-    return pd.read_csv(io.StringIO(text), sep="\t")
-
-
-ATTRIBUTE_TABLE = _load_attribute_table()
-ATTRIBUTES: tuple[str, ...] = tuple(ATTRIBUTE_TABLE["attribute"])
-# Positive rate of each attribute over all 202,599 published images.
-POSITIVE_RATES: dict[str, float] = {
-    row.attribute: row.positives / (row.positives + row.negatives) for row in ATTRIBUTE_TABLE.itertuples()
-}
 
 
 class FormatError(InputError):

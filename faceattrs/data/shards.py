@@ -52,6 +52,16 @@ class ImageSpec:
             "decode": self.decode,
         }
 
+    @classmethod
+    def from_dict(cls, raw: dict) -> ImageSpec:
+        return cls(
+            tuple(raw["crop"]) if raw["crop"] else None,
+            tuple(raw["size"]),
+            raw["format"],
+            raw["jpeg_quality"],
+            raw.get("decode", "full"),  # shards written before the choice decoded in full
+        )
+
 
 def schema(spec: ImageSpec) -> pa.Schema:
     fields = [pa.field("image_id", pa.string()), pa.field("identity", pa.int32()), pa.field("image", pa.binary())]
@@ -211,14 +221,7 @@ def read_mean_eyes(shard_dir: Path) -> list | None:
 
 
 def read_spec(path: Path) -> ImageSpec:
-    meta = json.loads(pq.read_schema(path).metadata[METADATA_KEY])
-    return ImageSpec(
-        tuple(meta["crop"]) if meta["crop"] else None,
-        tuple(meta["size"]),
-        meta["format"],
-        meta["jpeg_quality"],
-        meta.get("decode", "full"),
-    )
+    return ImageSpec.from_dict(json.loads(pq.read_schema(path).metadata[METADATA_KEY]))
 
 
 def shard_paths(shard_dir: Path, split: str) -> list[Path]:

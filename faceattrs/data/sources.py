@@ -1,4 +1,4 @@
-"""Where CelebA comes from: the synthetic generator, a local copy, an HTTP mirror or Google Drive.
+"""Where CelebA comes from: a local copy, an HTTP mirror or Google Drive (and the synthetic generator, registered).
 
 Every source ends in the same verified folder in the published layout; the registry
 ``SOURCES`` maps ``data.source`` to the function that fills it.
@@ -17,11 +17,10 @@ import pandas as pd
 import requests
 from tqdm import tqdm
 
-from faceattrs.core.errors import InputError
+from faceattrs.core.errors import InputError, choose
 from faceattrs.core.params import DataParams
 from faceattrs.data import archive, celeba
 from faceattrs.data.celeba import ATTRIBUTES, FormatError
-from faceattrs.synthetic import generator
 
 PUBLISHED_MD5 = {f.name: f.md5 for f in celeba.PUBLISHED_FILES}
 # The files a download needs; bbox and landmarks are optional extras of the release.
@@ -274,18 +273,20 @@ def _from_kaggle(root: Path, images: Path, out: Path, progress: bool) -> Origins
     return {name: origin for name, origin in origins.items() if (out / name).exists()}
 
 
-def from_synthetic(params: DataParams, out: Path, downloads: Path, workers: int, progress: bool) -> Origins:
-    generator.generate(out, params.synthetic, workers=workers, progress=progress)
-    return {}
+Source = Callable[[DataParams, Path, Path, int, bool], Origins]
+# Each source fills the layout and says where each file came from. The synthetic source lives with the
+# generator and registers itself (faceattrs.synthetic.source), so that data never imports what it feeds.
+SOURCES: dict[str, Source] = {"local": from_local, "url": from_url, "gdrive": from_gdrive}
 
 
-# Each source fills the layout and says where each file came from.
-SOURCES: dict[str, Callable[[DataParams, Path, Path, int, bool], Origins]] = {
-    "synthetic": from_synthetic,
-    "local": from_local,
-    "url": from_url,
-    "gdrive": from_gdrive,
-}
+def register(name: str) -> Callable[[Source], Source]:
+    """A decorator that adds a source to ``SOURCES`` under ``name``, the ``data.source`` that selects it."""
+
+    def add(source: Source) -> Source:
+        SOURCES[name] = source
+        return source
+
+    return add
 
 
 def verify_layout(folder: Path) -> dict:
@@ -337,7 +338,7 @@ def fetch(params: DataParams, out: Path, downloads: Path, workers: int = 0, prog
     An error in a file the source copied or converted names the file the user gave
     (with its own line number), not the temporary copy that is gone after the failure.
     """
-    origins = SOURCES[params.source](params, out, downloads, workers, progress)
+    origins = choose(SOURCES, params.source, "data.source")(params, out, downloads, workers, progress)
     try:
         return verify_layout(out)
     except FormatError as err:

@@ -14,27 +14,10 @@ from faceattrs.core.errors import InputError
 from faceattrs.core.params import EvaluateParams
 from faceattrs.evaluation import metrics
 from faceattrs.prediction import saliency
-from faceattrs.prediction.predictor import Predictor
+from faceattrs.prediction.predictor import Predictor, split_logits
 from faceattrs.synthetic.truth import clean_labels
-from faceattrs.training.loader import ShardDataset, loader
+from faceattrs.training.loader import ShardDataset
 from faceattrs.training.targets import Targets
-
-
-def split_logits(
-    predictor: Predictor,
-    shard_dir: Path,
-    split: str,
-    batch_size: int = 128,
-    workers: int = 0,
-    paths: list[Path] | None = None,
-):
-    """Logits, target labels and the full label frame (all 40 attributes) of one split (or shard files), in order."""
-    target = Targets(predictor.targets, predictor.expression)
-    data = ShardDataset(shard_dir, split, target, paths)
-    out = [np.zeros((0, len(predictor.targets)))]
-    for images, _, _ in loader(data, batch_size, False, 0, 0, workers):
-        out.append(predictor.logits(images))
-    return np.concatenate(out), data.targets.numpy(), data.frame
 
 
 def evaluate(model_file: Path, shard_dir: Path, params: EvaluateParams, truth: dict | None = None) -> dict:

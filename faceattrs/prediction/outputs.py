@@ -13,9 +13,8 @@ from scipy.special import expit
 from faceattrs.core import atomic
 from faceattrs.core.errors import InputError
 from faceattrs.data import celeba
-from faceattrs.evaluation.evaluate import split_logits
 from faceattrs.prediction import photos
-from faceattrs.prediction.predictor import Predictor
+from faceattrs.prediction.predictor import Predictor, split_logits
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 PHOTOS_AT_ONCE = 256

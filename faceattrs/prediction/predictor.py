@@ -14,46 +14,35 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from faceattrs.core.errors import InputError
 from faceattrs.core.params import AugmentParams, ModelParams
 from faceattrs.data import shards
 from faceattrs.training import augment, models
+from faceattrs.training.checkpoints import ModelFile
+from faceattrs.training.loader import ShardDataset, loader
+from faceattrs.training.targets import Targets
 
 
 class Predictor:
     def __init__(self, model_file: Path | str, device: str = "cpu", tta: str = "none"):
         self.path = Path(model_file)
         self.tta = tta
-        ckpt = models.load_checkpoint(self.path)
-        if "targets" not in ckpt or "model_params" not in ckpt:
-            raise InputError(
-                f"{self.path}: a training checkpoint, not a final model.pt; use the train stage's model.pt"
-            )
-        params = ModelParams(**{**ckpt["model_params"], "pretrained": False, "weights": None})
-        self.targets = tuple(ckpt["targets"])
-        self.expression = ckpt["expression"]
-        models.check_signature(ckpt["signature"], models.signature(params, self.targets), self.path)
+        record = ModelFile.load(self.path)
+        params = ModelParams(**{**record.model_params, "pretrained": False, "weights": None})
+        self.targets = tuple(record.targets)
+        self.expression = record.expression
+        models.check_signature(record.signature, models.signature(params, self.targets), self.path)
         self.device = torch.device(device)
         self.model = models.build_model(params, len(self.targets)).to(self.device).eval()
-        self.model.load_state_dict(ckpt["state_dict"])
-        img = ckpt["image"]
-        self.spec = shards.ImageSpec(
-            tuple(img["crop"]) if img["crop"] else None,
-            tuple(img["size"]),
-            img["format"],
-            img["jpeg_quality"],
-            img.get("decode", "full"),
-        )
-        self.mean = torch.tensor(ckpt["mean"], device=self.device)
-        self.std = torch.tensor(ckpt["std"], device=self.device)
-        # Files written before the crops were kept together hold the centre crop on its own.
-        geometry = {"center_crop": ckpt.get("center_crop"), **(ckpt.get("eval_geometry") or {})}
-        self.augment = AugmentParams(hflip=0.0, **{k: tuple(v) for k, v in geometry.items() if v})
-        self.input_size = tuple(ckpt["input_size"]) if ckpt["input_size"] else None
-        self.positive_rates = np.array(ckpt["positive_rates"])
+        self.model.load_state_dict(record.state_dict)
+        self.spec = shards.ImageSpec.from_dict(record.image)
+        self.mean = torch.tensor(record.mean, device=self.device)
+        self.std = torch.tensor(record.std, device=self.device)
+        self.augment = AugmentParams(hflip=0.0, **{k: tuple(v) for k, v in record.eval_geometry.items() if v})
+        self.input_size = tuple(record.input_size) if record.input_size else None
+        self.positive_rates = np.array(record.positive_rates)
         # Where the training images' eyes sit on the aligned image; photos are aligned to it.
-        self.mean_eyes = np.array(ckpt["mean_eyes"], float) if ckpt.get("mean_eyes") else None
-        self.provenance = json.loads(ckpt["provenance"])
+        self.mean_eyes = np.array(record.mean_eyes, float) if record.mean_eyes else None
+        self.provenance = json.loads(record.provenance)
 
     def inputs(self, images: torch.Tensor) -> torch.Tensor:
         """What the network sees for a uint8 NCHW batch at the shard size: centre crop, size, normalisation."""
@@ -88,3 +77,20 @@ class Predictor:
         for start in range(0, len(faces), batch_size):
             out.append(self.logits(torch.stack([self.tensor(f) for f in faces[start : start + batch_size]])))
         return np.concatenate(out)
+
+
+def split_logits(
+    predictor: Predictor,
+    shard_dir: Path,
+    split: str,
+    batch_size: int = 128,
+    workers: int = 0,
+    paths: list[Path] | None = None,
+):
+    """Logits, target labels and the full label frame (all 40 attributes) of one split (or shard files), in order."""
+    target = Targets(predictor.targets, predictor.expression)
+    data = ShardDataset(shard_dir, split, target, paths)
+    out = [np.zeros((0, len(predictor.targets)))]
+    for images, _, _ in loader(data, batch_size=batch_size, shuffle=False, seed=0, epoch=0, workers=workers):
+        out.append(predictor.logits(images))
+    return np.concatenate(out), data.targets.numpy(), data.frame

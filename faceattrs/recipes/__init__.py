@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import tempfile
@@ -9,9 +10,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
+from pydantic import BaseModel
 
 from faceattrs.core.errors import UnknownChoice
-from faceattrs.core.params import Params, ParamsError, parse_params
+from faceattrs.core.params import Params, ParamsError, load_params, parse_params
 
 # Package data, so an installed faceattrs has its recipes wherever it runs.
 RECIPE_DIR = Path(__file__).resolve().parent
@@ -37,13 +39,45 @@ def _merge(base: dict, override: dict) -> dict:
     return out
 
 
-def resolve(name: str, params_file: Path, extra: Sequence[str] = (), folder: Path = RECIPE_DIR) -> Params:
-    """The params a recipe runs with: params.yaml with the recipe's overrides, then ``extra``, validated.
+def users_keys(model: type[BaseModel] = Params, prefix: str = "") -> list[str]:
+    """The dotted keys a recipe leaves as the user has them: the data section, and the machine's settings
+    (the fields the schema marks ``MACHINE``: device, loader workers, processes, nodes, rendezvous)."""
+    keys = []
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{name}"
+        annotation = field.annotation
+        if key == "data" or (field.json_schema_extra or {}).get("machine"):
+            keys.append(key)
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            keys += users_keys(annotation, key + ".")
+    return keys
 
-    ``extra`` are ``-S`` overrides, applied by DVC's own parser so they mean here
-    what they will mean to ``dvc exp run``.
+
+def _at(raw: dict, key: str):
+    for part in key.split("."):
+        raw = raw[part]
+    return raw
+
+
+def _set(raw: dict, key: str, value) -> None:
+    *parents, leaf = key.split(".")
+    for part in parents:
+        raw = raw[part]
+    raw[leaf] = value
+
+
+def resolve(name: str, params_file: Path, extra: Sequence[str] = (), folder: Path = RECIPE_DIR) -> Params:
+    """The params a recipe runs with: the schema's defaults, the recipe's overrides, the user's data and machine
+    settings from ``params_file`` (``users_keys``), then ``extra``; validated.
+
+    Every other key comes from the recipe or the defaults, never from whatever the workspace last
+    ran, so a recipe's experiment is the same wherever it runs. ``extra`` are ``-S`` overrides,
+    applied by DVC's own parser so they mean here what they mean to ``dvc exp run``.
     """
-    raw = _merge(yaml.safe_load(params_file.read_text()), load(name, folder))
+    users = load_params(params_file).model_dump(mode="json")
+    raw = _merge(Params().model_dump(mode="json"), load(name, folder))
+    for key in users_keys():
+        _set(raw, key, _at(users, key))
     if extra:
         from dvc.exceptions import InvalidArgumentError
         from dvc.utils.hydra import apply_overrides
@@ -60,28 +94,56 @@ def resolve(name: str, params_file: Path, extra: Sequence[str] = (), folder: Pat
     return parse_params(raw, f"recipe {name}")
 
 
-def overrides(recipe: dict, prefix: str = "") -> list[str]:
-    """``-S`` values: one per leaf, in Hydra's override syntax that ``dvc exp run`` reads."""
-    out = []
-    for key, value in recipe.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, dict) and not _is_leaf_section(path):
-            out += overrides(value, path + ".")
-        else:
-            out.append(f"{path}={_hydra(value)}")
-    return out
-
-
 def _is_leaf_section(path: str) -> bool:
-    """Optional sections that are null in params.yaml must be set whole, not key by key."""
+    """Optional sections, null by default, that are set whole, not key by key."""
     return path in {"augment.affine", "augment.random_resized_crop", "augment.color_jitter", "model.backbone_args"}
 
 
-def _hydra(value) -> str:
+def changes(current: dict, wanted: dict, prefix: str = "") -> list[tuple[str, object]]:
+    """The (dotted key, value) leaves where ``wanted`` differs from ``current`` (both as JSON has them)."""
+    out = []
+    for key, value in wanted.items():
+        path = f"{prefix}{key}"
+        here = current.get(key) if isinstance(current, dict) else None
+        if isinstance(value, dict) and isinstance(here, dict) and not _is_leaf_section(path):
+            out += changes(here, value, path + ".")
+        elif value != here:
+            out.append((path, value))
+    return out
+
+
+def overrides(params_file: Path, wanted: Params) -> list[str]:
+    """``-S`` values that turn ``params_file`` into ``wanted``, in Hydra's override syntax that ``dvc exp run`` reads.
+
+    A key the file lacks cannot be set with a plain override (Hydra's ``+`` is not accepted): the
+    error names the keys to add, for instance from ``faceattrs params --defaults``.
+    """
+    written = yaml.safe_load(params_file.read_text()) or {}
+    current = load_params(params_file).model_dump(mode="json")
+    found = changes(current, wanted.model_dump(mode="json"))
+    missing = [key for key, _ in found if not _has(written, key)]
+    if missing:
+        raise ParamsError(
+            f"{params_file}: no key {', '.join(missing)}, which the experiment sets: add "
+            f"{'them' if len(missing) > 1 else 'it'} (`faceattrs params --defaults` prints every key with its default)"
+        )
+    return [f"{key}={hydra_value(value)}" for key, value in found]
+
+
+def _has(raw: dict, key: str) -> bool:
+    for part in key.split("."):
+        if not isinstance(raw, dict) or part not in raw:
+            return False
+        raw = raw[part]
+    return True
+
+
+def hydra_value(value) -> str:
+    """A params value (as JSON has it) in Hydra's override syntax, as ``dvc exp run -S key=VALUE`` reads it."""
     if isinstance(value, dict):
-        return "{" + ",".join(f"{k}:{_hydra(v)}" for k, v in value.items()) + "}"
+        return "{" + ",".join(f"{k}:{hydra_value(v)}" for k, v in value.items()) + "}"
     if isinstance(value, (list, tuple)):
-        return "[" + ",".join(_hydra(v) for v in value) + "]"
+        return "[" + ",".join(hydra_value(v) for v in value) + "]"
     if value is None:  # Hydra's null: a recipe's `crop: null` keeps the whole image
         return "null"
     if isinstance(value, bool):
@@ -91,15 +153,38 @@ def _hydra(value) -> str:
     return str(value)
 
 
-def command(name: str, extra: Sequence[str] = (), folder: Path = RECIPE_DIR) -> list[str]:
-    """``dvc exp run`` with the recipe's overrides, then ``extra``.
-
-    DVC applies them in order, as ``resolve`` does: a value in ``extra`` replaces the
-    recipe's, a section (``{...}``) is merged into the recipe's.
-    """
-    return ["dvc", "exp", "run", "-n", name] + [
-        arg for o in [*overrides(load(name, folder)), *extra] for arg in ("-S", o)
+def command(
+    name: str,
+    params_file: Path,
+    extra: Sequence[str] = (),
+    *,
+    experiment: str | None = None,
+    replace: bool = False,
+    queue: bool = False,
+    folder: Path = RECIPE_DIR,
+) -> list[str]:
+    """``dvc exp run`` that makes the workspace's params exactly the recipe's (``resolve``), as experiment
+    ``experiment`` (the recipe's name by default); ``replace`` overwrites an experiment of that name,
+    ``queue`` queues it for ``dvc queue start``."""
+    wanted = resolve(name, params_file, extra, folder)
+    flags = ["-f"] if replace else []
+    flags += ["--queue"] if queue else []
+    return [
+        "dvc",
+        "exp",
+        "run",
+        *flags,
+        "-n",
+        experiment or name,
+        *[arg for o in overrides(params_file, wanted) for arg in ("-S", o)],
     ]
+
+
+def free_name(name: str, taken: Sequence[str]) -> str:
+    """``name``, or ``name-2``, ``name-3``... the first no experiment has."""
+    if name not in taken:
+        return name
+    return next(f"{name}-{k}" for k in itertools.count(2) if f"{name}-{k}" not in taken)
 
 
 # Per recipe, every choice its seed report states and how the recipe takes it (seeds/<name>.yaml).
@@ -145,7 +230,7 @@ def scaled(params: Params, factor: float, *, name: str = "recipe", train: dict |
     For running a recipe where its real size does not fit (a test, a CPU benchmark). A backbone
     built for one image size (a ViT) is built for the scaled size it will see.
     """
-    from faceattrs.training.augment import model_input_size, scaled_size
+    from faceattrs.training.augment import CROPS, model_input_size, scaled_size
 
     def times(size):
         return list(scaled_size(size, factor)) if size else None
@@ -153,10 +238,10 @@ def scaled(params: Params, factor: float, *, name: str = "recipe", train: dict |
     raw = params.model_dump(mode="json")
     raw["model"].update(pretrained=False, weights=None, input_size=times(params.model.input_size))
     if params.model.fixed_image_size:
-        seen = model_input_size(params, params.preprocess.size)
+        seen = model_input_size(params.model.input_size, params.augment, params.preprocess.size)
         raw["model"]["backbone_args"] = {**(params.model.backbone_args or {}), "img_size": times(seen)}
     raw["preprocess"].update(size=times(params.preprocess.size), workers=1)
-    for crop in ("center_crop", "random_crop", "eval_crop"):
+    for crop in CROPS:
         raw["augment"][crop] = times(getattr(params.augment, crop))
     raw["train"].update(workers=0, **(train or {}))
     return parse_params(raw, f"{name} at {factor:g} of its size")

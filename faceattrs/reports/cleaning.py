@@ -66,7 +66,10 @@ def write_report(result: Cleaning, images: ImageArchive, folder: Path, sample_gr
         markdown_table(["attribute", "groups"], sorted(s["conflicts_by_attribute"].items(), key=lambda kv: -kv[1])),
         "## Dropped images",
         "",
-        markdown_table(["image", "reason", "group"], result.dropped.head(LISTED).itertuples(index=False)),
+        markdown_table(
+            ["image", "reason", "detail", "group"],
+            result.dropped.head(LISTED)[["image_id", "reason", "detail", "group"]].itertuples(index=False),
+        ),
     ]
     if "against_planted_truth" in s:
         lines[3:3] = [
@@ -155,7 +158,6 @@ def _lookalike_rows(result: Cleaning, images: ImageArchive, shown: int = 12, per
 
 def _dropped_rows(result: Cleaning, images: ImageArchive, shown: int = 24, per_row: int = 8) -> list:
     cells = [
-        (images.read(d.image_id), f"{d.image_id}\n{d.reason.split(':')[0].split(' (')[0][:16]}")
-        for d in result.dropped.head(shown).itertuples()
+        (images.read(d.image_id), f"{d.image_id}\n{d.reason[:16]}") for d in result.dropped.head(shown).itertuples()
     ]
     return dealt_rows(cells, per_row, lambda a, b: f"dropped images {a}-{b} of {len(result.dropped)}")

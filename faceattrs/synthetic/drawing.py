@@ -2,8 +2,8 @@
 
 Each drawn attribute changes the pixels in a way a small CNN can learn (a hat, glasses,
 a smile); pose, lighting, background, noise and blur vary so the task is not trivial.
-A face is laid out once (``layout``), then drawn by the functions of ``PARTS`` in
-order: to draw a new attribute, add a part (or extend one) with ``@part``.
+A face is laid out once (``layout``), then drawn by the functions listed in ``PARTS``, in
+that order: to draw a new attribute, write a part (or extend one) and list it there.
 """
 
 from __future__ import annotations
@@ -191,16 +191,8 @@ def layout(attrs: dict[str, int], look: Look, rng: np.random.Generator) -> Face:
 
 
 Part = Callable[[ImageDraw.ImageDraw, Face, np.random.Generator], None]
-# The parts of a face in drawing order (later ones cover earlier ones); draw_face walks them.
-PARTS: dict[str, Part] = {}
 
 
-def part(fn: Part) -> Part:
-    PARTS[fn.__name__] = fn
-    return fn
-
-
-@part
 def long_hair(d, f: Face, rng) -> None:
     """Hair that falls behind the head and onto the shoulders: wavy edges wiggle, straight ones do not."""
     if not (f.look.long_hair and f.top_hair):
@@ -223,7 +215,6 @@ def long_hair(d, f: Face, rng) -> None:
             d.line([x0, f.cy - f.b * 0.3, x0, bottom - 4], fill=f.hair_dark, width=2)
 
 
-@part
 def clothes(d, f: Face, rng) -> None:
     """Shoulders, shirt and neck, necktie and necklace."""
     cx, cy, a, b = f.cx, f.cy, f.a, f.b
@@ -250,7 +241,6 @@ def clothes(d, f: Face, rng) -> None:
             d.ellipse([x - 2.5, y - 2.5, x + 2.5, y + 2.5], fill=(235, 205, 90))
 
 
-@part
 def ears(d, f: Face, rng) -> None:
     """Ears, and earrings below them."""
     for side in (-1, 1):
@@ -260,7 +250,6 @@ def ears(d, f: Face, rng) -> None:
             d.ellipse([ex - 5, f.cy + 13, ex + 5, f.cy + 24], fill=(240, 210, 60))
 
 
-@part
 def head(d, f: Face, rng) -> None:
     """The head (a square jaw for men, an ellipse otherwise), a double chin, and the lines of age."""
     cx, cy, a, b = f.cx, f.cy, f.a, f.b
@@ -282,7 +271,6 @@ def head(d, f: Face, rng) -> None:
             d.line([cx + side * a * 0.25, cy + b * 0.2, cx + side * a * 0.45, cy + b * 0.62], fill=wrinkle, width=3)
 
 
-@part
 def facial_hair(d, f: Face, rng) -> None:
     """Stubble, beard, sideburns and goatee, before the mouth so the lips stay on top."""
     cx, cy, a, b = f.cx, f.cy, f.a, f.b
@@ -303,7 +291,6 @@ def facial_hair(d, f: Face, rng) -> None:
         d.ellipse([cx - 10, f.mouth_y + 5, cx + 10, cy + b + 2], fill=beard)
 
 
-@part
 def mouth(d, f: Face, rng) -> None:
     """Lips (big, painted), an open mouth with teeth when smiling, the smile's arc, and a mustache."""
     cx, mouth_y, half = f.cx, f.mouth_y, f.mouth_half
@@ -333,7 +320,6 @@ def mouth(d, f: Face, rng) -> None:
         )
 
 
-@part
 def nose(d, f: Face, rng) -> None:
     """A nose on a lit bridge that runs up between the eyes: wide with nostrils when big, a wedge when pointy."""
     cx, nose_y = f.cx, f.nose_y
@@ -354,7 +340,6 @@ def nose(d, f: Face, rng) -> None:
         d.arc([cx - nose_w, nose_y - 6, cx + nose_w, nose_y + 6], 0, 180, fill=f.shade, width=3)
 
 
-@part
 def cheeks(d, f: Face, rng) -> None:
     """Rosy cheeks and the highlight of high cheekbones."""
     for side in (-1, 1):
@@ -365,7 +350,6 @@ def cheeks(d, f: Face, rng) -> None:
             d.arc([chx - 13, chy - 13, chx + 13, chy + 4], 200, 340, fill=_mix(f.skin, (255, 255, 255), 0.7), width=4)
 
 
-@part
 def eyes(d, f: Face, rng) -> None:
     """Eyes in shaded sockets (narrow or open), eye makeup, bags under the eyes, and eyebrows (bushy, arched).
 
@@ -398,7 +382,6 @@ def eyes(d, f: Face, rng) -> None:
     d.line([f.cx, f.eyes[0][1] - 12, f.cx, nose_top], fill=_mix(f.skin, (255, 255, 255), 0.4), width=6)
 
 
-@part
 def top_hair(d, f: Face, rng) -> None:
     """Hair on the head: the hairline rises when receding, bangs cover the forehead; a bald head keeps a fringe."""
     cx, cy, a, b = f.cx, f.cy, f.a, f.b
@@ -430,7 +413,6 @@ def top_hair(d, f: Face, rng) -> None:
         d.polygon(pts, fill=f.hair)
 
 
-@part
 def hat(d, f: Face, rng) -> None:
     """A hat worn high enough that the hairline (or its absence) shows below the brim."""
     if not f.on["Wearing_Hat"]:
@@ -442,7 +424,6 @@ def hat(d, f: Face, rng) -> None:
     d.rectangle([f.cx - f.a - 16, brim_y - 4, f.cx + f.a + 16, brim_y + 4], fill=_mix(colour, (0, 0, 0), 0.3))
 
 
-@part
 def glasses(d, f: Face, rng) -> None:
     """Glasses, dark or light framed, sometimes sunglasses."""
     if not f.on["Eyeglasses"]:
@@ -459,6 +440,24 @@ def glasses(d, f: Face, rng) -> None:
         d.line([ex + side * 13, ey - 3, f.cx + side * f.a, ey - 1], fill=frame, width=2)
 
 
+# The parts of a face in drawing order: later ones cover earlier ones, and each draws from the parts'
+# random stream in turn, so this order, not the order of the functions in this file, fixes every image.
+PARTS: tuple[Part, ...] = (
+    long_hair,
+    clothes,
+    ears,
+    head,
+    facial_hair,
+    mouth,
+    nose,
+    cheeks,
+    eyes,
+    top_hair,
+    hat,
+    glasses,
+)
+
+
 def draw_face(attrs: dict[str, int], look: Look, rng: np.random.Generator) -> tuple[Image.Image, np.ndarray]:
     """Draw one face, part by part; returns the image and its 5 landmarks (10 ints, aligned coordinates).
 
@@ -471,7 +470,7 @@ def draw_face(attrs: dict[str, int], look: Look, rng: np.random.Generator) -> tu
     face = layout(attrs, look, placement)
     layer = Image.new("RGBA", img.size, (0, 0, 0, 0))
     d = ImageDraw.Draw(layer)
-    for draw_part in PARTS.values():
+    for draw_part in PARTS:
         draw_part(d, face, parts)
     # Pose: a small in-plane rotation of everything drawn about the face centre.
     angle = pose.uniform(-9, 9)

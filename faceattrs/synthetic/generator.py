@@ -111,15 +111,25 @@ def _plant_lookalikes(rng, taken, count: int, flawed: set, partition, identity_i
     return planted
 
 
-def generate(out: Path | str, params: SyntheticParams, workers: int = 0, progress: bool = True) -> dict:
-    """Write a synthetic CelebA folder at ``out``; returns the ground truth also saved in it."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    n = params.num_images
-    rng = np.random.default_rng([params.seed, 0])
-    names = [celeba.image_name(i + 1) for i in range(n)]
+@dataclass(frozen=True)
+class _Flaws:
+    """The planted flaws, on disjoint sets of images (row numbers)."""
 
-    # Partitions in published order, identities disjoint between them.
+    counts: dict[str, int]
+    exact_pairs: list[tuple[int, int]]  # (source, copy)
+    near_pairs: list[tuple[int, int]]
+    no_face: list[int]
+    unreadable: list[int]
+    lookalikes: list[tuple[int, int, str]]  # (source, image, change)
+
+    @property
+    def copies(self) -> set[int]:
+        return {dst for _, dst in self.exact_pairs + self.near_pairs}
+
+
+def _people(n: int, params: SyntheticParams, rng) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+    """Partitions in published order and identities disjoint between them: each image's partition and
+    identity (a row of the identities), their count, and the published ids (not in image order)."""
     n_train = round(n * PARTITION_FRACTIONS[0])
     n_val = round(n * PARTITION_FRACTIONS[1])
     partition = np.repeat(np.array([0, 1, 2], dtype=np.int8), [n_train, n_val, n - n_train - n_val])
@@ -130,22 +140,16 @@ def generate(out: Path | str, params: SyntheticParams, workers: int = 0, progres
         k = max(1, round(len(members) / params.images_per_identity))
         identity_index[members] = offset + rng.integers(0, k, size=len(members))
         offset += k
-    identity_ids = rng.permutation(offset) + 1  # published ids are not in image order
+    return partition, identity_index, offset, rng.permutation(offset) + 1
 
-    clean = sample_labels(rng, identity_index, offset)
-    clean.index = pd.Index(names, name="image_id")
-    looks = [
-        random_look(np.random.default_rng([params.seed, 1, i]), bool(m))
-        for i, m in enumerate(clean.groupby(identity_index)["Male"].first().reindex(range(offset)).fillna(0))
-    ]
 
-    # Planted flaws on disjoint sets of images.
+def _plant(n: int, params: SyntheticParams, rng, partition, identity_index, clean: pd.DataFrame) -> _Flaws:
+    """Choose the flawed images; look-alikes change ``identity_index`` and ``clean`` where they share a person."""
     counts = {
         k: round(n * getattr(params, f"{k}_rate"))
         for k in ("exact_duplicate", "near_duplicate", "no_face", "unreadable")
     }
-    order = rng.permutation(n)
-    taken = iter(order)
+    taken = iter(rng.permutation(n))
     pick = lambda k: sorted(int(next(taken)) for _ in range(k))  # noqa: E731
     exact_src, exact_dst = pick(counts["exact_duplicate"]), pick(counts["exact_duplicate"])
     near_src, near_dst = pick(counts["near_duplicate"]), pick(counts["near_duplicate"])
@@ -156,35 +160,44 @@ def generate(out: Path | str, params: SyntheticParams, workers: int = 0, progres
     lookalikes = _plant_lookalikes(
         rng, taken, round(n * params.lookalike_rate), flawed, partition, identity_index, clean
     )
+    return _Flaws(counts, exact_pairs, near_pairs, no_face, unreadable, lookalikes)
 
-    # A copied photo shows the same face: its clean labels are its source's.
-    for src, dst in exact_pairs + near_pairs:
-        clean.iloc[dst] = clean.iloc[src]
-    published = clean.copy()
-    noise_mask = np.zeros(published.shape, dtype=bool)
+
+def _publish(params: SyntheticParams, rng, clean: pd.DataFrame, flaws: _Flaws, partition, identity_index):
+    """The labels as published: noisy, and copies that disagree with their source; the noise, and the
+    copies whose labels contradict their source's. Some copies share their source's identity id."""
+    n = len(clean)
+    noise_mask = np.zeros(clean.shape, dtype=bool)
     for j, name in enumerate(ATTRIBUTES):
         noise_mask[:, j] = rng.random(n) < params.noise_rate(name)
-    published = published.where(~noise_mask, 1 - published).astype(np.int8)
+    published = clean.where(~noise_mask, 1 - clean).astype(np.int8)
     # Copies carry the labels their annotators gave: half the exact copies and every
     # near copy disagree with their source on a few attributes.
     contradictions = []
-    for k, (src, dst) in enumerate(exact_pairs + near_pairs):
+    pairs = flaws.exact_pairs + flaws.near_pairs
+    for k, (src, dst) in enumerate(pairs):
         published.iloc[dst] = published.iloc[src]
-        if k >= len(exact_pairs) or k % 2 == 1:
+        if k >= len(flaws.exact_pairs) or k % 2 == 1:
             flip = rng.choice(len(ATTRIBUTES), size=int(rng.integers(1, 4)), replace=False)
             row = published.iloc[dst].to_numpy().copy()
             row[flip] = 1 - row[flip]
             published.iloc[dst] = row
-            contradictions.append(names[dst])
+            contradictions.append(dst)
     # Most published duplicate pairs carry different identity ids; some share one, but
     # only inside a partition, since CelebA shares no identity between partitions.
-    for src, dst in exact_pairs + near_pairs:
+    for src, dst in pairs:
         if rng.random() < 0.3 and partition[src] == partition[dst]:
             identity_index[dst] = identity_index[src]
+    return published, noise_mask, contradictions
 
-    no_face_set = set(no_face)
-    copies = {dst for _, dst in exact_pairs + near_pairs}
-    scene_of = {dst: src for src, dst, _ in lookalikes}
+
+def _draw(out: Path, params: SyntheticParams, names, clean, looks, identity_index, flaws: _Flaws, workers, progress):
+    """Render every image into the zip (copies and spoiled files last); the landmarks, and how each near copy
+    and unreadable file was made."""
+    n = len(names)
+    no_face_set = set(flaws.no_face)
+    copies = flaws.copies
+    scene_of = {dst: src for src, dst, _ in flaws.lookalikes}
     # A generator: 202,599 jobs held at once would cost more memory than the images.
     jobs = (
         _Job(
@@ -200,8 +213,8 @@ def generate(out: Path | str, params: SyntheticParams, workers: int = 0, progres
     landmarks = np.zeros((n, 10), dtype=np.int32)
     data: dict[int, bytes] = {}
     bar = tqdm(total=n, desc="synthetic images", unit="img", disable=not progress)
-    keep = set(exact_src) | set(near_src) | set(unreadable)
-    broken = set(unreadable)
+    keep = {src for src, _ in flaws.exact_pairs + flaws.near_pairs} | set(flaws.unreadable)
+    broken = set(flaws.unreadable)
     writer = archive.ArchiveWriter(out / celeba.ZIP_FILE)
 
     def store(index, blob, points):
@@ -215,49 +228,81 @@ def generate(out: Path | str, params: SyntheticParams, workers: int = 0, progres
     for result in imap(_render, jobs, total=n - len(copies), workers=workers, progress=False):
         store(*result)
     near_kinds = {}
-    for src, dst in exact_pairs:
+    for src, dst in flaws.exact_pairs:
         store(dst, data[src], landmarks[src])
-    for src, dst in near_pairs:
+    for src, dst in flaws.near_pairs:
         blob, kind = near_copy(data[src], np.random.default_rng([params.seed, 3, dst]))
         near_kinds[names[dst]] = kind
         store(dst, blob, landmarks[src])
     bar.close()
     unreadable_kinds = {}
-    for k, i in enumerate(unreadable):
+    for k, i in enumerate(flaws.unreadable):
         kind = UNREADABLE_KINDS[k % len(UNREADABLE_KINDS)]
         writer.add(names[i], _unreadable_bytes(kind, data[i]))
         unreadable_kinds[names[i]] = kind
     writer.close()
+    return landmarks, near_kinds, unreadable_kinds
 
-    index = pd.Index(names, name="image_id")
+
+def _text_files(rng, published: pd.DataFrame, partition, identity_ids, landmarks) -> dict[str, bytes]:
+    """The published text files, byte for byte as CelebA writes them (the boxes drawn at random)."""
+    index = published.index
     bbox = pd.DataFrame(
-        rng.integers([40, 40, 120, 160], [160, 120, 260, 340], size=(n, 4)),
+        rng.integers([40, 40, 120, 160], [160, 120, 260, 340], size=(len(index), 4)),
         index=index,
         columns=list(celeba.BBOX_HEADER[1:]),
     )
-    files = {
+    return {
         celeba.ATTR_FILE: celeba.format_attributes(published),
         celeba.PARTITION_FILE: celeba.format_pairs(pd.Series(partition, index=index)),
-        celeba.IDENTITY_FILE: celeba.format_pairs(pd.Series(identity_ids[identity_index], index=index)),
+        celeba.IDENTITY_FILE: celeba.format_pairs(pd.Series(identity_ids, index=index)),
         celeba.BBOX_FILE: celeba.format_table(bbox, celeba.BBOX_HEADER),
         celeba.LANDMARKS_FILE: celeba.format_table(pd.DataFrame(landmarks, index=index), celeba.LANDMARK_HEADER),
     }
+
+
+def generate(out: Path | str, params: SyntheticParams, workers: int = 0, progress: bool = True) -> dict:
+    """Write a synthetic CelebA folder at ``out``; returns the ground truth also saved in it.
+
+    Every random choice comes from one generator seeded by ``params.seed``, drawn in the
+    order of the steps below, so the folder is the same bytes on every run.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    n = params.num_images
+    rng = np.random.default_rng([params.seed, 0])
+    names = [celeba.image_name(i + 1) for i in range(n)]
+    partition, identity_index, people, identity_ids = _people(n, params, rng)
+    clean = sample_labels(rng, identity_index, people)
+    clean.index = pd.Index(names, name="image_id")
+    looks = [
+        random_look(np.random.default_rng([params.seed, 1, i]), bool(m))
+        for i, m in enumerate(clean.groupby(identity_index)["Male"].first().reindex(range(people)).fillna(0))
+    ]
+    flaws = _plant(n, params, rng, partition, identity_index, clean)
+    # A copied photo shows the same face: its clean labels are its source's.
+    for src, dst in flaws.exact_pairs + flaws.near_pairs:
+        clean.iloc[dst] = clean.iloc[src]
+    published, noise_mask, contradictions = _publish(params, rng, clean.copy(), flaws, partition, identity_index)
+    landmarks, near_kinds, unreadable_kinds = _draw(
+        out, params, names, clean, looks, identity_index, flaws, workers, progress
+    )
+    files = _text_files(rng, published, partition, identity_ids[identity_index], landmarks)
     for name, blob in files.items():
         (out / name).write_bytes(blob)
-
     truth = {
         "seed": params.seed,
         "num_images": n,
-        "counts": {**counts, "lookalike": len(lookalikes), "label_contradictions": len(contradictions)},
+        "counts": {**flaws.counts, "lookalike": len(flaws.lookalikes), "label_contradictions": len(contradictions)},
         "drawn_attributes": list(DRAWN),
         "noise_rate": {a: params.noise_rate(a) for a in ATTRIBUTES},
         "flipped_labels": int(noise_mask.sum()),
-        "exact_duplicates": [[names[s], names[d]] for s, d in exact_pairs],
-        "near_duplicates": [[names[s], names[d], near_kinds[names[d]]] for s, d in near_pairs],
-        "label_contradictions": contradictions,
-        "no_face": [names[i] for i in no_face],
+        "exact_duplicates": [[names[s], names[d]] for s, d in flaws.exact_pairs],
+        "near_duplicates": [[names[s], names[d], near_kinds[names[d]]] for s, d in flaws.near_pairs],
+        "label_contradictions": [names[i] for i in contradictions],
+        "no_face": [names[i] for i in flaws.no_face],
         # Different photos that look alike: a duplicate check must keep both.
-        "lookalikes": [[names[s], names[d], change] for s, d, change in lookalikes],
+        "lookalikes": [[names[s], names[d], change] for s, d, change in flaws.lookalikes],
         "unreadable": unreadable_kinds,
         "clean_labels": {name: "".join(map(str, row)) for name, row in zip(names, clean.to_numpy(), strict=True)},
     }

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from faceattrs.core.errors import choose
-from faceattrs.core.params import AugmentParams, Params
+from faceattrs.core.params import AugmentParams
 
 # The registry: what each name switches on in AugmentParams (used by tests and docs).
 AUGMENTATIONS = {
@@ -36,6 +36,11 @@ AUGMENTATIONS = {
 }
 
 
+# The augment keys that crop: each applies in evaluation too (random_crop as its centre crop), so a model
+# file keeps them (its eval_geometry) and a recipe scaled to another size scales them.
+CROPS = ("center_crop", "random_crop", "eval_crop")
+
+
 def only(name: str) -> AugmentParams:
     """Params with just the named augmentation on."""
     return AugmentParams(**{"hflip": 0.0, **choose(AUGMENTATIONS, name, "augmentation")})
@@ -51,9 +56,12 @@ def output_size(params: AugmentParams, height: int, width: int, train: bool = Tr
     return tuple(crop) if crop else (height, width)
 
 
-def model_input_size(params: Params, stored: tuple[int, int]) -> tuple[int, int]:
-    """The [height, width] the model is fed in training from shard images of size ``stored``."""
-    return tuple(params.model.input_size or output_size(params.augment, *stored))
+def model_input_size(
+    input_size: tuple[int, int] | None, params: AugmentParams, stored: tuple[int, int]
+) -> tuple[int, int]:
+    """The [height, width] the model is fed in training from shard images of size ``stored``: ``model.input_size``
+    where set, else what the augmentations give."""
+    return tuple(input_size or output_size(params, *stored))
 
 
 def scaled_size(size: tuple[int, ...], factor: float) -> tuple[int, ...]:

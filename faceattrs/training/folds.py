@@ -7,6 +7,7 @@ photo of a person would know the others too well.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +16,14 @@ from scipy.special import expit
 from torch.utils.data import Subset
 from tqdm import tqdm
 
-from faceattrs.core.params import Params
+from faceattrs.core.params import AugmentParams
 from faceattrs.data.celeba import ATTRIBUTES
 from faceattrs.training import augment, optim
+from faceattrs.training.build import TrainingParams, make_step
+from faceattrs.training.epoch import predict
+from faceattrs.training.fit import FitRun, Parts, fit, seed_epoch
 from faceattrs.training.loader import ShardDataset, batches_per_epoch, loader
-from faceattrs.training.loop import build, predict, resolve_device, run_epoch, seed_epoch
+from faceattrs.training.step import EpochPlan, resolve_device
 from faceattrs.training.targets import Targets
 
 
@@ -39,7 +43,7 @@ def identity_folds(identity: np.ndarray, folds: int, seed: int) -> np.ndarray:
 
 
 def out_of_fold(
-    params: Params, shard_dir: Path, folds: int, epochs: int, progress: bool = True
+    params: TrainingParams, shard_dir: Path, folds: int, epochs: int, progress: bool = True
 ) -> tuple[np.ndarray, ShardDataset, np.ndarray]:
     """Probabilities of all 40 attributes for every training image, each from the model of the other folds.
 
@@ -48,30 +52,46 @@ def out_of_fold(
     for ``epochs`` epochs each, but not the fairness mitigations (``train.subset``,
     ``train.balance``, ``loss.group``): every training image needs its probability from a
     model fitted to the labels as given, and a label's chance of being wrong does not
-    depend on how much its group's errors are meant to cost.
+    depend on how much its group's errors are meant to cost. With no validation inside a
+    fold, a plateau schedule reads the fold's training loss.
     """
     device = resolve_device(params.train.device)
     tp = params.train
     data = ShardDataset(shard_dir, "train", Targets(ATTRIBUTES))
     fold = identity_folds(data.frame["identity"].to_numpy(), folds, tp.seed)
     probs = np.zeros((len(data), len(ATTRIBUTES)), dtype=np.float32)
+    size = augment.model_input_size(params.model.input_size, params.augment, data.spec.size)
     for k in tqdm(range(folds), desc="folds", unit="fold", disable=not progress):
-        fit_rows = np.flatnonzero(fold != k)
-        held_rows = np.flatnonzero(fold == k)
+        fit_rows, held_rows = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
+        seed = tp.seed * 100 + k
+        torch.manual_seed(seed)  # each fold's initial weights, fixed by the seed
+        step = make_step(params, data.targets[fit_rows].float().mean(dim=0).numpy(), device, len(ATTRIBUTES), size)
+        optimizer = optim.build_optimizer(step.model, params.optimizer)
         fitting = Subset(data, fit_rows)
-        torch.manual_seed(tp.seed * 100 + k)  # each fold's initial weights, fixed by the seed
-        rates = data.targets[fit_rows].float().mean(dim=0).numpy()
-        ctx = build(params, rates, device, len(ATTRIBUTES), augment.model_input_size(params, data.spec.size))
-        optimizer = optim.build_optimizer(ctx.model, params.optimizer)
         steps = batches_per_epoch(len(fitting), tp.batch_size)
-        schedule = optim.build_schedule(optimizer, params.schedule, steps, epochs, params.optimizer.lr)
-        for epoch in range(epochs):
-            ctx.generator = seed_epoch(tp.seed * 100 + k, epoch, device)
-            ctx.flips = augment.epoch_flips(params.augment, len(data), tp.seed * 100 + k, epoch)
-            batches = loader(fitting, tp.batch_size, True, tp.seed * 100 + k, epoch, tp.workers)
-            run_epoch(ctx, batches, optimizer, schedule, f"fold {k + 1}/{folds}, epoch {epoch + 1}", progress)
-            schedule.after_epoch(0.0)  # no validation inside a fold: plateau schedules see no change
-        ctx.generator = None
-        logits = predict(ctx, loader(Subset(data, held_rows), tp.batch_size * 2, False, tp.seed, 0, tp.workers))
-        probs[held_rows] = expit(logits)
+        parts = Parts(
+            step=step,
+            optimizer=optimizer,
+            schedule=optim.build_schedule(optimizer, params.schedule, steps, epochs, params.optimizer.lr),
+            train_batches=functools.partial(_batches, fitting, tp.batch_size, seed, tp.workers),
+            plan=functools.partial(_plan, params.augment, len(data), seed, device),
+        )
+        fit(parts, FitRun(epochs, progress=progress, desc=f"fold {k + 1}/{folds}, epoch"))
+        held = loader(
+            Subset(data, held_rows),
+            batch_size=tp.batch_size * 2,
+            shuffle=False,
+            seed=tp.seed,
+            epoch=0,
+            workers=tp.workers,
+        )
+        probs[held_rows] = expit(predict(step, held))
     return probs, data, fold
+
+
+def _batches(fitting: Subset, batch_size: int, seed: int, workers: int, epoch: int):
+    return loader(fitting, batch_size=batch_size, shuffle=True, seed=seed, epoch=epoch, workers=workers)
+
+
+def _plan(params: AugmentParams, rows: int, seed: int, device: torch.device, epoch: int) -> EpochPlan:
+    return EpochPlan(seed_epoch(seed, epoch, device), augment.epoch_flips(params, rows, seed, epoch))

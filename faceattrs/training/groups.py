@@ -10,23 +10,24 @@ import numpy as np
 import pandas as pd
 import torch
 
+from faceattrs.core import expressions
 from faceattrs.core.errors import InputError
-from faceattrs.core.params import Params
-from faceattrs.data import expressions
 from faceattrs.training.loader import epoch_generator
 
 
-def in_subset(frame: pd.DataFrame, params: Params) -> np.ndarray:
+def in_subset(frame: pd.DataFrame, subset: str | None) -> np.ndarray:
     """Which training rows ``train.subset`` keeps (all without one); not those with an unknown label it reads."""
-    if params.train.subset is None:
+    if subset is None:
         return np.ones(len(frame), dtype=bool)
-    keep = expressions.evaluate(params.train.subset, frame) & expressions.known(params.train.subset, frame)
+    keep = expressions.evaluate(subset, frame) & expressions.known(subset, frame)
     if not keep.any():
-        raise InputError(f"train.subset: no training image has {params.train.subset!r}")
+        raise InputError(f"train.subset: no training image has {subset!r}")
     return keep
 
 
-def pool(frame: pd.DataFrame, targets: np.ndarray, params: Params, epoch: int) -> torch.Tensor | None:
+def pool(
+    frame: pd.DataFrame, targets: np.ndarray, subset: str | None, balance: str | None, seed: int, epoch: int
+) -> torch.Tensor | None:
     """The training rows epoch ``epoch`` deals out, with repeats where balancing oversamples; None: every row once.
 
     ``frame`` holds the training split's 40 attributes, ``targets`` its target labels (rows
@@ -36,18 +37,17 @@ def pool(frame: pd.DataFrame, targets: np.ndarray, params: Params, epoch: int) -
     (but for a last batch of one image, which the loader drops: ``loader.drops_last``).
     Rows whose group or target label the labels stage left out (-1) are dealt once each.
     """
-    tp = params.train
-    if tp.subset is None and tp.balance is None:
+    if subset is None and balance is None:
         return None
-    rows = np.flatnonzero(in_subset(frame, params))
-    if tp.balance is None:
+    rows = np.flatnonzero(in_subset(frame, subset))
+    if balance is None:
         return torch.from_numpy(rows)
-    group, target = frame[tp.balance].to_numpy()[rows], targets[rows, 0]
+    group, target = frame[balance].to_numpy()[rows], targets[rows, 0]
     cells = [rows[(group == g) & (target == t)] for g in (0, 1) for t in (0, 1)]
     cells = [c for c in cells if len(c)]
     unknown = rows[(group < 0) | (target < 0)]
     largest = max(len(c) for c in cells)
-    gen = epoch_generator(tp.seed, epoch)
+    gen = epoch_generator(seed, epoch)
     drawn = [unknown]
     for cell in cells:
         copies, rest = divmod(largest, len(cell))
@@ -56,9 +56,8 @@ def pool(frame: pd.DataFrame, targets: np.ndarray, params: Params, epoch: int) -
     return torch.from_numpy(np.concatenate(drawn))
 
 
-def weights(frame: pd.DataFrame, params: Params) -> torch.Tensor | None:
+def weights(frame: pd.DataFrame, group: str | None, group_weight: float) -> torch.Tensor | None:
     """Each training row's loss weight: ``loss.group_weight`` in ``loss.group``, 1 elsewhere; None when all are 1."""
-    lp = params.loss
-    if lp.group is None or lp.group_weight == 1:
+    if group is None or group_weight == 1:
         return None
-    return torch.from_numpy(np.where(frame[lp.group].to_numpy() == 1, lp.group_weight, 1.0).astype(np.float32))
+    return torch.from_numpy(np.where(frame[group].to_numpy() == 1, group_weight, 1.0).astype(np.float32))

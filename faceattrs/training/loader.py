@@ -108,6 +108,7 @@ def batches_per_epoch(n: int, batch_size: int, shuffle: bool = True) -> int:
 
 def loader(
     dataset: Dataset,
+    *,
     batch_size: int,
     shuffle: bool,
     seed: int,

@@ -1,8 +1,7 @@
 """Models: a timm backbone (timm is the backbone registry) under one of three attribute heads.
 
-Checkpoints hold only tensors and plain values, load with ``weights_only=True``,
-and carry a signature: a checkpoint from another backbone, head or target set is
-refused with a message saying what differs.
+A model's signature travels in its files (``faceattrs.training.checkpoints``): a file
+from another backbone, head or target set is refused with a message saying what differs.
 """
 
 from __future__ import annotations
@@ -151,13 +150,3 @@ def check_signature(found: dict, expected: dict, path: Path) -> None:
     ]
     if diffs:
         raise InputError(f"{path}: checkpoint does not fit this model ({'; '.join(diffs)})")
-
-
-def load_checkpoint(path: Path) -> dict:
-    """A checkpoint as saved by training, loaded safely (tensors and plain values only)."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise InputError(f"{path}: no checkpoint there; run the train stage first") from None
-    except Exception as err:  # pickle errors for anything but plain values
-        raise InputError(f"{path}: not a faceattrs checkpoint ({err})") from None

@@ -1,6 +1,6 @@
 """What the model predicts: all 40 attributes, a subset, or one binary target derived by an expression.
 
-Expressions (``Blond_Hair ^ Eyeglasses``) are those of ``faceattrs.data.expressions``.
+Expressions (``Blond_Hair ^ Eyeglasses``) are those of ``faceattrs.core.expressions``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from faceattrs.data import expressions
+from faceattrs.core import expressions
 from faceattrs.data.celeba import ATTRIBUTES, POSITIVE_RATES
 
 

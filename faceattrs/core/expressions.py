@@ -13,8 +13,8 @@ import re
 import numpy as np
 import pandas as pd
 
+from faceattrs.core.attributes import ATTRIBUTES
 from faceattrs.core.errors import InputError
-from faceattrs.data.celeba import ATTRIBUTES
 
 
 def evaluate(expression: str, frame: pd.DataFrame) -> np.ndarray:

@@ -9,9 +9,13 @@ import numpy as np
 import pandas as pd
 
 from faceattrs.cleaning import label_errors
-from faceattrs.core.params import Params
+from faceattrs.core.params import LabelsParams
 from faceattrs.data.celeba import ATTRIBUTES
 from faceattrs.synthetic.truth import clean_labels
+from faceattrs.training.build import TrainingParams
+from faceattrs.training.folds import out_of_fold
+from faceattrs.training.loader import ShardDataset
+from faceattrs.training.targets import Targets
 
 
 @dataclass
@@ -22,20 +26,18 @@ class LabelSearch:
     scores: pd.DataFrame | None  # per attribute and finder, against the planted noise (synthetic data only)
 
 
-def search(params: Params, shard_dir: Path, truth: dict | None, progress: bool = True) -> LabelSearch:
-    """Run ``labels.method`` on the training split and apply ``labels.policy``."""
-    from faceattrs.training.folds import out_of_fold
-    from faceattrs.training.loader import ShardDataset
-    from faceattrs.training.targets import Targets
-
-    lp = params.labels
+def search(
+    lp: LabelsParams, training: TrainingParams, shard_dir: Path, truth: dict | None, progress: bool = True
+) -> LabelSearch:
+    """Run ``labels.method`` on the training split (its folds' models trained as ``training`` says) and apply
+    ``labels.policy``."""
     if lp.method == "none":
         frame = ShardDataset(shard_dir, "train", Targets(ATTRIBUTES)).frame
         given = frame[list(ATTRIBUTES)].to_numpy(np.int8)
         flags = np.zeros(given.shape, dtype=bool)
         probs = np.full(given.shape, np.nan, dtype=np.float32)
     else:
-        probs, data, _ = out_of_fold(params, shard_dir, lp.folds, lp.epochs, progress)
+        probs, data, _ = out_of_fold(training, shard_dir, lp.folds, lp.epochs, progress)
         frame = data.frame
         given = frame[list(ATTRIBUTES)].to_numpy(np.int8)
         flags = label_errors.confident_learning(given, probs)
