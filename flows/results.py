@@ -80,6 +80,7 @@ def metrics_table(repo: Path) -> list[dict]:
 def headline(summary: dict) -> dict:
     """The headline figures of the evaluate stage's metrics (the content of its metrics file)."""
     return {
+        "official_test_mean_accuracy": summary.get("official_test", {}).get("mean_accuracy"),
         "test_mean_accuracy": summary["test"]["mean_accuracy"],
         "val_mean_accuracy": summary["val"]["mean_accuracy"],
         "gender_fair_score": summary["test"]["gender_fair_score"],

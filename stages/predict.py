@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from faceattrs.core import stage
+from faceattrs.data.splits import OFFICIAL_TEST
 from faceattrs.prediction import outputs
 from faceattrs.prediction.predictor import Predictor
 
@@ -28,11 +29,14 @@ def main() -> None:
     # The test-time augmentation evaluate tuned the thresholds with.
     predictor = Predictor(args.model, tta=everything.evaluate.tta)
     thresholds = outputs.load_thresholds(args.thresholds, predictor.targets)
-    source = [args.shards] if params.source == "test" else [Path(params.source)]
-    index, logits, faces = outputs.predict_paths(predictor, source, split="test")
+    shard_sets = {"test": "the cleaned test split", OFFICIAL_TEST: "the official test partition, whole"}
+    split = params.source if params.source in shard_sets else "test"
+    source = [args.shards] if params.source in shard_sets else [Path(params.source)]
+    index, logits, faces = outputs.predict_paths(predictor, source, split=split)
     frame = outputs.predictions_frame(index, logits, predictor.targets, thresholds, faces)
     paths = outputs.write_predictions(frame, predictor.targets, args.out)
-    print(f"predict: {len(frame)} images -> {paths['celeba']}, {paths['csv']}")
+    scored = shard_sets.get(params.source, params.source)
+    print(f"predict: {len(frame)} images of {scored} -> {paths['celeba']}, {paths['csv']}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,11 @@
 """DVC stage preprocess: write each split as Parquet shards plus a manifest of counts, schema and checksums.
 
-python -m stages.preprocess --raw data/raw --split data/split --out data/shards --reports reports/preprocess
+Beside the cleaned splits it writes the official test partition whole (``official_test``): every
+readable image the published partition puts in test, with the published labels, the set
+published results are measured on.
+
+python -m stages.preprocess --raw data/raw --clean data/clean --split data/split --out data/shards \
+    --reports reports/preprocess
 """
 
 from __future__ import annotations
@@ -9,19 +14,29 @@ from pathlib import Path
 
 import pandas as pd
 
+from faceattrs.cleaning.clean import load_raw
+from faceattrs.cleaning.reasons import Dropped
 from faceattrs.core import atomic, stage
 from faceattrs.core.errors import InputError
 from faceattrs.core.provenance import provenance
-from faceattrs.data import celeba, shards
+from faceattrs.data import celeba, shards, splits
 from faceattrs.data.archive import ImageArchive
 
 # The params keys this stage reads: dvc.yaml's params for it, derived (tools/stage_deps.py).
 PARAMS = ("preprocess",)
 
 
+def official_test(raw: Path, clean: Path, manifest: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """The official test partition's readable images as published, and how the cleaned splits differ from it."""
+    dropped = pd.read_csv(clean / "dropped.csv")
+    unreadable = set(dropped.loc[dropped["reason"] == Dropped.UNREADABLE, "image_id"])
+    return splits.official_test(load_raw(raw), unreadable, pd.read_parquet(clean / "groups.parquet"), manifest)
+
+
 def main() -> None:
     p = stage.parser(__doc__)
     p.add_argument("--raw", type=Path, required=True)
+    p.add_argument("--clean", type=Path, required=True, help="dedupe's folder: which images are unreadable")
     p.add_argument("--split", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--reports", type=Path, required=True)
@@ -39,12 +54,20 @@ def main() -> None:
             raise InputError(f"{landmarks_file}: {err}") from None
     else:
         print(f"preprocess: no {landmarks_file}; models trained on these shards will score aligned images only")
+    official = official_test(args.raw, args.clean, manifest)
     with atomic.atomic_dir(args.out) as tmp:
         entries = shards.write_splits(
-            manifest, ImageArchive.of(args.raw), tmp, params, progress=stage.show_progress(args), eyes=eyes
+            manifest,
+            ImageArchive.of(args.raw),
+            tmp,
+            params,
+            progress=stage.show_progress(args),
+            eyes=eyes,
+            official=official,
         )
     atomic.write_json(args.reports / "run.json", provenance(params.model_dump(mode="json")))
-    print("preprocess: " + ", ".join(f"{s} {e['rows']} rows in {len(e['shards'])} shards" for s, e in entries.items()))
+    said = ", ".join(f"{s} {e['rows']} rows in {len(e['shards'])} shards" for s, e in entries.items())
+    print(f"preprocess: {said}; official test {official[1]['images']} images")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import yaml
 from faceattrs.core.params import DedupeParams
 from faceattrs.core.params_file import render
 from faceattrs.data import celeba
+from faceattrs.synthetic.truth import read_truth
 from tests.conftest import REPO, copy_repo, rewrite_images
 
 ENV = {**os.environ, "FACEATTRS_PROGRESS": "0", "PYTHONPATH": str(REPO)}
@@ -52,7 +53,21 @@ def _data_stages(cwd: Path, raw: Path) -> None:
     for name, args in [
         ("dedupe", ["--raw", str(raw), "--out", "clean", "--reports", "reports/dedupe"]),
         ("split", ["--clean", "clean", "--out", "split", "--reports", "reports/split"]),
-        ("preprocess", ["--raw", str(raw), "--split", "split", "--out", "shards", "--reports", "reports/preprocess"]),
+        (
+            "preprocess",
+            [
+                "--raw",
+                str(raw),
+                "--clean",
+                "clean",
+                "--split",
+                "split",
+                "--out",
+                "shards",
+                "--reports",
+                "reports/preprocess",
+            ],
+        ),
     ]:
         result = stage(name, *args, cwd=cwd)
         assert result.returncode == 0, result.stderr
@@ -73,6 +88,16 @@ def test_data_stages_end_to_end(workdir, synthetic_raw):
     )
     kept = pd.read_parquet(workdir / "clean/manifest.parquet")
     assert sum(s["rows"] for s in manifest["splits"].values()) == len(kept) == summary["images_kept"]
+    # The official test partition whole: every readable image the published partition puts in test, as published.
+    truth = read_truth(synthetic_raw)
+    partition = celeba.read_partition(synthetic_raw / celeba.PARTITION_FILE)
+    official = set(partition.index[partition == 2]) - set(truth["unreadable"])
+    written = pd.concat(pd.read_parquet(workdir / "shards" / s["file"]) for s in manifest["official_test"]["shards"])
+    assert set(written["image_id"]) == official and manifest["official_test"]["images"] == len(official)
+    published = celeba.read_attributes(synthetic_raw / celeba.ATTR_FILE).loc[written["image_id"]]
+    assert (written[list(celeba.ATTRIBUTES)].to_numpy() == published.to_numpy()).all()  # no relabelling
+    assert manifest["official_test"]["left_out_by_cleaning"] == len(official - set(kept.index))
+    assert manifest["official_test"]["left_out_by_cleaning"] > 0 and manifest["official_test"]["in_training"] == 0
     for entry in manifest["splits"].values():
         for shard in entry["shards"]:
             table = pq.read_table(workdir / "shards" / shard["file"])
@@ -139,6 +164,8 @@ def test_corrupt_image_after_cleaning_fails_preprocess_without_partial_shards(wo
         "preprocess",
         "--raw",
         str(raw_copy),
+        "--clean",
+        "clean",
         "--split",
         "split",
         "--out",
@@ -194,6 +221,13 @@ def test_dvc_repro_runs_once_then_only_what_a_param_touches(reproduced_repo, tmp
     assert "up to date" in dvc("status").stdout
     metrics = json.loads((repo / "reports/evaluate/metrics.json").read_text())
     assert 0.5 < metrics["test"]["mean_accuracy"] <= 1
+    # The figure comparable with published results comes first, beside the cleaned one.
+    assert list(metrics)[:2] == ["official_test", "test"]
+    official = metrics["official_test"]
+    assert 0.5 < official["mean_accuracy"] <= 1 and official["images"] > metrics_rows(repo)
+    shown = dvc("metrics", "show", "--json")
+    figures = json.loads(shown.stdout)["workspace"]["data"]["reports/evaluate/metrics.json"]["data"]
+    assert figures["official_test"]["mean_accuracy"] == official["mean_accuracy"]
     assert len(celeba.read_attributes(repo / "data/predictions/predictions_attr.txt")) == metrics_rows(repo)
 
     # A change to any module a stage imports makes DVC report that stage, and only the stages that import it.

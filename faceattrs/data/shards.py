@@ -27,7 +27,7 @@ from faceattrs.core.parallel import imap
 from faceattrs.core.params import PreprocessParams
 from faceattrs.data.archive import ImageArchive
 from faceattrs.data.celeba import ATTRIBUTES
-from faceattrs.data.splits import SPLITS
+from faceattrs.data.splits import OFFICIAL_TEST, SPLITS
 
 METADATA_KEY = b"faceattrs"
 ROW_GROUP = 512
@@ -185,11 +185,14 @@ def write_splits(
     params: PreprocessParams,
     progress: bool = True,
     eyes: np.ndarray | None = None,
+    official: tuple[pd.DataFrame, dict] | None = None,
 ) -> dict:
     """Every split of ``manifest`` (sorted by image id) as shards in ``out_dir``, and their ``manifest.json``.
 
     ``eyes``, the mean eye positions of the training images on the aligned image, goes
     into the manifest for training to keep in the model file: photos are aligned to it.
+    ``official``: the official test partition's rows and figures (``splits.official_test``),
+    written beside the splits as ``official_test`` shards.
     """
     spec = spec_of(params)
     entries = {}
@@ -199,6 +202,13 @@ def write_splits(
             "rows": len(rows),
             "shards": write_split(rows, images, out_dir, split, spec, params.rows_per_shard, params.workers, progress),
         }
+    extra = {}
+    if official is not None:
+        rows, figures = official
+        written = write_split(
+            rows, images, out_dir, OFFICIAL_TEST, spec, params.rows_per_shard, params.workers, progress
+        )
+        extra[OFFICIAL_TEST] = {**figures, "rows": len(rows), "shards": written}
     # Only what the shards hold: a commit stamp here would change the output training
     # depends on, and so retrain, whenever any code changed while the shards stayed the same.
     write_json(
@@ -209,6 +219,7 @@ def write_splits(
             "schema": str(schema(spec)).split("\n-- schema metadata --")[0],
             "params": params.model_dump(mode="json"),
             "mean_eyes": None if eyes is None else np.round(eyes, 3).tolist(),
+            **extra,
         },
     )
     return entries
@@ -231,6 +242,12 @@ def shard_paths(shard_dir: Path, split: str) -> list[Path]:
 def iter_batches(shard_dir: Path, split: str, batch_size: int = ROW_GROUP) -> Iterator[pa.RecordBatch]:
     for path in shard_paths(shard_dir, split):
         yield from pq.ParquetFile(path).iter_batches(batch_size=batch_size)
+
+
+def read_official_test(shard_dir: Path) -> dict | None:
+    """The official test partition's entry in the shards' manifest (its figures), or None where not written."""
+    path = Path(shard_dir) / "manifest.json"
+    return json.loads(path.read_text()).get(OFFICIAL_TEST) if path.exists() else None
 
 
 def read_labels(shard_dir: Path, split: str) -> pd.DataFrame:

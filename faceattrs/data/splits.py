@@ -132,3 +132,39 @@ def metrics(summary: dict, crossing: pd.DataFrame) -> dict:
         "duplicate_groups_across_splits": len(crossing),
         "duplicate_groups_leaking": int(crossing["leaks_now"].sum()) if len(crossing) else 0,
     }
+
+
+# The published test partition, whole: the set every CelebA paper reports its accuracy on.
+OFFICIAL_TEST = "official_test"
+# What official_test says of the partition beside its rows (and the evaluation reports).
+OFFICIAL_TEST_FIGURES = ("images", "unreadable", "left_out_by_cleaning", "in_training", "copies_in_training")
+
+
+def official_test(
+    published: pd.DataFrame, unreadable: set[str], groups: pd.DataFrame, assigned: pd.DataFrame
+) -> tuple[pd.DataFrame, dict]:
+    """Every readable image the official partition puts in test, labels and identity as published; and how
+    the cleaned splits differ from it.
+
+    ``published``: the raw folder's frame (identity, partition and the 40 labels, as the
+    files give them); ``unreadable``: the images dedupe could not decode; ``groups``: dedupe's
+    duplicate groups (image_id, group); ``assigned``: the split manifest (its kept images,
+    with ``split``). The figures count the official test images cleaning left out, those a
+    cleaned training or validation split holds (only where the split is not the official
+    one), and those with a duplicate such a split holds: leakage the official figure
+    contains and the cleaned one does not.
+    """
+    rows = published[(published["partition"] == 2) & ~published.index.isin(list(unreadable))]
+    trained = assigned.index[assigned["split"].isin(["train", "val"])]
+    group_of = groups.set_index("image_id")["group"] if len(groups) else pd.Series(dtype=np.int64)
+    seen_groups = set(group_of.reindex(trained).dropna().astype(int))
+    itself = rows.index.isin(trained)  # only where the split is not the official one
+    copied = group_of.reindex(rows.index).isin(seen_groups).to_numpy() & ~itself
+    figures = (
+        len(rows),
+        int((published["partition"] == 2).sum() - len(rows)),
+        int((~rows.index.isin(assigned.index)).sum()),
+        int(itself.sum()),
+        int(copied.sum()),
+    )
+    return rows, dict(zip(OFFICIAL_TEST_FIGURES, figures, strict=True))

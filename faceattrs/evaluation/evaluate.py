@@ -12,6 +12,8 @@ from scipy.special import expit
 from faceattrs.cleaning import label_errors
 from faceattrs.core.errors import InputError
 from faceattrs.core.params import EvaluateParams
+from faceattrs.data import shards
+from faceattrs.data.splits import OFFICIAL_TEST, OFFICIAL_TEST_FIGURES
 from faceattrs.evaluation import metrics
 from faceattrs.prediction import saliency
 from faceattrs.prediction.predictor import Predictor, split_logits
@@ -20,56 +22,102 @@ from faceattrs.training.loader import ShardDataset
 from faceattrs.training.targets import Targets
 
 
-def evaluate(model_file: Path, shard_dir: Path, params: EvaluateParams, truth: dict | None = None) -> dict:
-    predictor = Predictor(model_file, "cuda" if torch.cuda.is_available() else "cpu", tta=params.tta)
-    target = Targets(predictor.targets, predictor.expression)
-    results: dict = {"targets": list(predictor.targets)}
-    logits, labels, frames = {}, {}, {}
-    for split in ("val", "test"):
-        logits[split], labels[split], frames[split] = split_logits(predictor, shard_dir, split)
-    thresholds = (
-        metrics.tune_thresholds(logits["val"], labels["val"])
-        if params.thresholds == "tuned"
-        else np.zeros(len(predictor.targets))
-    )
-    results["thresholds"] = thresholds
-    test_set = ShardDataset(shard_dir, "test", target)
-    results["saliency"] = saliency.sheet_rows(predictor, test_set, logits["test"], labels["test"], params.curves_for)
-    for split in ("val", "test"):
-        measures = metrics.per_target(logits[split], labels[split], thresholds, predictor.positive_rates)
-        if params.fair_group not in frames[split]:
-            raise InputError(f"evaluate.fair_group: {params.fair_group!r} is not an attribute")
-        measures.update(
-            metrics.group_fair(logits[split], labels[split], thresholds, frames[split][params.fair_group].to_numpy())
-        )
-        measures["curves"] = {
-            name: metrics.curves(logits[split][:, k], labels[split][:, k])
-            for k, name in enumerate(predictor.targets)
-            if name in params.curves_for or len(predictor.targets) == 1
-        }
-        # Labels the model's out-of-sample probabilities call likely wrong (it never trained on val or test).
-        flags = label_errors.confident_learning(labels[split], expit(logits[split]))
-        measures["flags"] = flags
-        measures["accuracy_unflagged"] = metrics.accuracy_where(logits[split] > thresholds, labels[split], ~flags)
-        results[split] = measures
-    predicted = logits["test"] > thresholds
-    results["confusion"] = {
+def _measures(predictor: Predictor, scored: tuple, thresholds: np.ndarray, params: EvaluateParams) -> dict:
+    """One split's measures per target: the classification figures and the group-fair score."""
+    logits, labels, frame = scored
+    measures = metrics.per_target(logits, labels, thresholds, predictor.positive_rates)
+    if params.fair_group not in frame:
+        raise InputError(f"evaluate.fair_group: {params.fair_group!r} is not an attribute")
+    measures.update(metrics.group_fair(logits, labels, thresholds, frame[params.fair_group].to_numpy()))
+    return measures
+
+
+def _cleaned_split(predictor: Predictor, scored: tuple, thresholds: np.ndarray, params: EvaluateParams) -> dict:
+    """A cleaned split's measures, curves, and the labels the model's out-of-sample probabilities call wrong
+    (it never trained on val or test)."""
+    logits, labels, _ = scored
+    measures = _measures(predictor, scored, thresholds, params)
+    measures["curves"] = {
+        name: metrics.curves(logits[:, k], labels[:, k])
+        for k, name in enumerate(predictor.targets)
+        if name in params.curves_for or len(predictor.targets) == 1
+    }
+    flags = label_errors.confident_learning(labels, expit(logits))
+    measures["flags"] = flags
+    measures["accuracy_unflagged"] = metrics.accuracy_where(logits > thresholds, labels, ~flags)
+    return measures
+
+
+def _confusion(predictor: Predictor, scored: tuple, thresholds: np.ndarray, curved: dict) -> dict:
+    """The test split's predicted against actual classes, for the attributes with curves."""
+    logits, labels, _ = scored
+    predicted = logits > thresholds
+    return {
         name: pd.DataFrame(
             {
-                "actual": np.where(labels["test"][:, k] == 1, "yes", "no"),
+                "actual": np.where(labels[:, k] == 1, "yes", "no"),
                 "predicted": np.where(predicted[:, k], "yes", "no"),
             }
         )
         for k, name in enumerate(predictor.targets)
-        if name in results["test"]["curves"]
+        if name in curved
     }
+
+
+def _against_truth(predictor: Predictor, scored: tuple, results: dict, truth: dict) -> dict:
+    """On synthetic data: the noise ceiling, accuracy on the clean labels and how well flags find planted noise."""
+    logits, labels, frame = scored
+    target = Targets(predictor.targets, predictor.expression)
+    clean = target.labels(clean_labels(truth).loc[frame.index])
+    flags = results["test"]["flags"]
+    baseline = label_errors.confident_disagreement(labels, expit(logits))
+    drawn = set(truth["drawn_attributes"])
+    return {
+        # A perfect predictor of the clean labels scores this against the noisy published ones.
+        "noise_ceiling": (clean == labels).mean(axis=0),
+        "accuracy_clean_labels": ((logits > results["thresholds"]) == clean).mean(axis=0),
+        "label_issue_scores": {
+            "confident_learning": label_errors.score(flags, labels, clean, predictor.targets),
+            "confident_disagreement": label_errors.score(baseline, labels, clean, predictor.targets),
+        },
+        "drawn": np.array(
+            [
+                name in drawn if target.expression is None else set(target.attributes) <= drawn
+                for name in predictor.targets
+            ]
+        ),
+    }
+
+
+def evaluate(model_file: Path, shard_dir: Path, params: EvaluateParams, truth: dict | None = None) -> dict:
+    """Every measure of the evaluate stage: val and test (the cleaned splits), and the official test partition
+    as published where the shards hold it; thresholds from val."""
+    predictor = Predictor(model_file, "cuda" if torch.cuda.is_available() else "cpu", tta=params.tta)
+    scored = {split: split_logits(predictor, shard_dir, split) for split in ("val", "test")}
+    thresholds = (
+        metrics.tune_thresholds(scored["val"][0], scored["val"][1])
+        if params.thresholds == "tuned"
+        else np.zeros(len(predictor.targets))
+    )
+    results: dict = {"targets": list(predictor.targets), "thresholds": thresholds}
+    test_set = ShardDataset(shard_dir, "test", Targets(predictor.targets, predictor.expression))
+    logits, labels, _ = scored["test"]
+    results["saliency"] = saliency.sheet_rows(predictor, test_set, logits, labels, params.curves_for)
+    for split in ("val", "test"):
+        results[split] = _cleaned_split(predictor, scored[split], thresholds, params)
+    official = shards.read_official_test(shard_dir)
+    if official is not None:
+        whole = split_logits(predictor, shard_dir, OFFICIAL_TEST)
+        figures = {k: official[k] for k in OFFICIAL_TEST_FIGURES}
+        results[OFFICIAL_TEST] = {**_measures(predictor, whole, thresholds, params), "figures": figures}
+    results["confusion"] = _confusion(predictor, scored["test"], thresholds, results["test"]["curves"])
     results["label_issues"] = pd.concat(
         [
             label_errors.flagged_table(
                 results[split]["flags"],
-                labels[split],
-                expit(logits[split]),
-                frames[split].index,
+                scored[split][1],
+                expit(scored[split][0]),
+                scored[split][2].index,
                 predictor.targets,
             ).assign(split=split)
             for split in ("val", "test")
@@ -77,29 +125,23 @@ def evaluate(model_file: Path, shard_dir: Path, params: EvaluateParams, truth: d
         ignore_index=True,
     )
     if truth is not None:
-        clean = target.labels(clean_labels(truth).loc[frames["test"].index])
-        # A perfect predictor of the clean labels scores this against the noisy published ones.
-        results["noise_ceiling"] = (clean == labels["test"]).mean(axis=0)
-        results["accuracy_clean_labels"] = ((logits["test"] > thresholds) == clean).mean(axis=0)
-        flags = results["test"]["flags"]
-        baseline = label_errors.confident_disagreement(labels["test"], expit(logits["test"]))
-        results["label_issue_scores"] = {
-            "confident_learning": label_errors.score(flags, labels["test"], clean, predictor.targets),
-            "confident_disagreement": label_errors.score(baseline, labels["test"], clean, predictor.targets),
-        }
-        drawn = set(truth["drawn_attributes"])
-        results["drawn"] = np.array(
-            [
-                name in drawn if target.expression is None else set(target.attributes) <= drawn
-                for name in predictor.targets
-            ]
-        )
+        results.update(_against_truth(predictor, scored["test"], results, truth))
     return results
 
 
 def metrics_json(results: dict) -> dict:
-    """The metrics file for ``dvc metrics``: the headline first, then per-attribute values."""
+    """The metrics file for ``dvc metrics``: the headline first (the official test partition, whole, as published
+    results are measured), then the cleaned test and val splits, then per-attribute values."""
     out: dict = {}
+    if OFFICIAL_TEST in results:
+        r = results[OFFICIAL_TEST]
+        out[OFFICIAL_TEST] = {
+            **r["figures"],
+            "mean_accuracy": round(float(np.mean(r["accuracy"])), 5),
+            "majority_baseline": round(float(np.mean(r["majority_baseline"])), 5),
+            "gender_fair_score": round(float(np.nanmean(r["fair_score"])), 5),
+            "mean_balanced_accuracy": round(float(np.mean(r["balanced_accuracy"])), 5),
+        }
     for split in ("test", "val"):
         r = results[split]
         out[split] = {
@@ -146,6 +188,9 @@ def per_attribute_table(results: dict) -> pd.DataFrame:
             "threshold": results["thresholds"],
         }
     )
+    if OFFICIAL_TEST in results:
+        table["official_test_accuracy"] = results[OFFICIAL_TEST]["accuracy"]
+        table["official_test_majority_baseline"] = results[OFFICIAL_TEST]["majority_baseline"]
     if "noise_ceiling" in results:
         table["noise_ceiling"] = results["noise_ceiling"]
         table["drawn"] = results["drawn"]

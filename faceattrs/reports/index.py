@@ -17,14 +17,17 @@ def _read(path: Path) -> dict:
 def _headline(scores: dict) -> list[str]:
     if not scores:
         return []
-    test, val = scores["test"], scores.get("val", {})
+    official, test, val = scores.get("official_test", {}), scores["test"], scores.get("val", {})
     return [
         "## Headline",
         "",
+        "The official test partition whole, labels as published (comparable with published results), beside the "
+        "cleaned test and val splits.",
+        "",
         markdown_table(
-            ["measure", "test", "val"],
+            ["measure", "official test", "test (cleaned)", "val (cleaned)"],
             [
-                (name, test.get(key, "-"), val.get(key, "-"))
+                (name, official.get(key, "-"), test.get(key, "-"), val.get(key, "-"))
                 for name, key in (
                     ("mean accuracy", "mean_accuracy"),
                     ("majority-class baseline", "majority_baseline"),
