@@ -246,6 +246,11 @@ def test_dvc_repro_runs_once_then_only_what_a_param_touches(reproduced_repo, tmp
     diff = dvc("metrics", "diff", "--json")
     changed = json.loads(diff.stdout)["reports/evaluate/metrics.json"]
     assert changed["test.mean_accuracy"]["old"] != changed["test.mean_accuracy"]["new"]
+    # Two experiments one param apart compare on one screen: the per-attribute figures are not metrics.
+    shown = dvc("exp", "show", "--only-changed", "--md")
+    header = next(line for line in shown.stdout.splitlines() if line.startswith("|"))
+    assert header.count("|") - 1 <= 20, header
+    assert "loss.gamma" in header and "test.mean_accuracy" in header
 
     exp = dvc("exp", "run", "-S", "split.method=random")
     assert exp.returncode == 0, exp.stdout + exp.stderr

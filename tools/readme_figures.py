@@ -53,8 +53,7 @@ def cleaning(root: Path) -> str:
 
 
 def default_run(root: Path) -> str:
-    metrics = _json(root, "reports/evaluate/metrics.json")
-    test = metrics["test"]
+    test = _json(root, "reports/evaluate/summary.json")["test"]
     rows = [
         ("mean accuracy, all attributes", test["mean_accuracy"]),
         ("majority-class baseline", test["majority_baseline"]),
@@ -84,7 +83,7 @@ def default_run(root: Path) -> str:
 
 
 def label_errors(root: Path) -> str:
-    test = _json(root, "reports/evaluate/metrics.json")["test"]
+    test = _json(root, "reports/evaluate/summary.json")["test"]
     methods = {
         "confident_learning": "confident learning (cleanlab)",
         "confident_disagreement": "baseline: a confident model disagrees (p > 0.9)",

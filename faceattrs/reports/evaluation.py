@@ -11,7 +11,7 @@ from faceattrs.cleaning import label_errors
 from faceattrs.core import atomic
 from faceattrs.core.params import EvaluateParams
 from faceattrs.data.splits import OFFICIAL_TEST
-from faceattrs.evaluation.evaluate import metrics_json, per_attribute_table
+from faceattrs.evaluation.evaluate import headline, metrics_json, per_attribute_table
 from faceattrs.reports.markdown import markdown_table
 from faceattrs.reports.pictures import contact_sheet, dealt_rows, save_figure
 from faceattrs.training.loader import ShardDataset
@@ -75,11 +75,13 @@ def flagged_sheet(
 
 
 def write_reports(results: dict, params: EvaluateParams, out: Path, shard_dir: Path) -> dict:
-    """Every file of the evaluate stage in ``out``; returns the metrics written to metrics.json."""
+    """Every file of the evaluate stage in ``out``; returns the summary (summary.json, of which metrics.json holds
+    the headline)."""
     table = per_attribute_table(results)
     summary = metrics_json(results)
     out.mkdir(parents=True, exist_ok=True)
-    atomic.write_json(out / "metrics.json", summary)
+    atomic.write_json(out / "summary.json", summary)
+    atomic.write_json(out / "metrics.json", headline(summary))
     atomic.write_text(out / "per_attribute.csv", table.to_csv(index=False))
     atomic.write_text(out / "roc.csv", curve_rows(results, "roc", "fpr", "tpr").to_csv(index=False))
     atomic.write_text(
