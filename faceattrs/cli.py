@@ -5,6 +5,7 @@ faceattrs predict photos/ --out preds  # files for a folder (or a shard folder)
 faceattrs explain photo.jpg --attribute Smiling  # where the model looks for an attribute
 faceattrs serve                        # a page on http://127.0.0.1:8000/ to try the model
 faceattrs recipe [NAME [--run | --queue] [--name EXP | --replace] [-S KEY=VALUE ...]]
+faceattrs compare [RUN ...]            # experiments and commits side by side
 """
 
 from __future__ import annotations
@@ -136,6 +137,40 @@ def _experiments() -> list[str]:
     return names + [line.split()[1] for line in queued.stdout.splitlines()[1:] if len(line.split()) > 1]
 
 
+def compare(args: argparse.Namespace) -> None:
+    from faceattrs.reports import comparison
+
+    runs = args.runs or ["HEAD", *_experiments()]
+    print(comparison.table([comparison.row(run, *_run_figures(run)) for run in runs]), end="")
+
+
+def _run_figures(run: str) -> tuple[dict, float | None]:
+    """The evaluate stage's metrics and the summed epoch training times of ``run``: a git revision, an experiment
+    name, or ``workspace``; read through DVC from the paths dvc.yaml declares."""
+    import io
+
+    import dvc.api
+    import pandas as pd
+    from dvc.exceptions import DvcException
+    from scmrepo.exceptions import SCMError
+
+    from faceattrs.core.errors import InputError
+
+    rev = None if run == "workspace" else run
+    metrics = stage_path("evaluate", "metrics.json", outs=True)
+    times = stage_path("train", "plots", outs=True) / "metrics" / "train_time_s.tsv"
+    try:
+        evaluate = dvc.api.metrics_show(str(metrics), rev=rev)
+    except (DvcException, SCMError) as err:
+        raise InputError(f"{run}: no experiment or git revision of that name, or no metrics there ({err})") from None
+    try:
+        with dvc.api.open(str(times), rev=rev) as handle:
+            seconds = float(pd.read_csv(io.StringIO(handle.read()), sep="\t")["train_time_s"].sum())
+    except (DvcException, SCMError, FileNotFoundError, KeyError):
+        seconds = None
+    return evaluate, seconds
+
+
 def params(args: argparse.Namespace) -> None:
     from faceattrs.core.params import load_params
     from faceattrs.core.params_file import render
@@ -238,6 +273,16 @@ def _add_experiments(sub) -> None:
         "e.g. -S data.source=local -S data.local.path=/data/celeba",
     )
     r.set_defaults(run=recipe)
+    m = sub.add_parser(
+        "compare", help="experiments and commits side by side: official and cleaned test accuracy, fair score, time"
+    )
+    m.add_argument(
+        "runs",
+        nargs="*",
+        metavar="RUN",
+        help="experiment names, git revisions or `workspace` (default: HEAD and its experiments)",
+    )
+    m.set_defaults(run=compare)
     c = sub.add_parser("params", help="check params.yaml against the schema, or print the defaults")
     c.add_argument("--defaults", action="store_true", help="print the schema's defaults as a commented params.yaml")
     c.add_argument("--params", type=Path, default=Path("params.yaml"))

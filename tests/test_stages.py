@@ -259,6 +259,26 @@ def test_dvc_repro_runs_once_then_only_what_a_param_touches(reproduced_repo, tmp
     run = json.loads((repo / "reports/split/run.json").read_text())
     assert run["params"]["method"] == "random" and len(run["git_commit"]) >= 40
 
+    # Two experiments and a commit side by side, by the names `dvc exp show` lists and a git revision.
+    names = dvc("exp", "list", "--name-only").stdout.split()
+    assert len(names) == 2
+    compared = subprocess.run(
+        [sys.executable, "-m", "faceattrs.cli", "compare", "HEAD", *names],
+        cwd=repo,
+        env=ENV,
+        capture_output=True,
+        text=True,
+    )
+    assert compared.returncode == 0, compared.stderr
+    rows = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in compared.stdout.splitlines()[2:]}
+    assert set(rows) == {"HEAD", *names}
+    import dvc.api
+
+    for name in ["HEAD", *names]:
+        expected = dvc.api.metrics_show("reports/evaluate/metrics.json", repo=str(repo), rev=name)
+        assert float(rows[name][0]) == expected["official_test"]["mean_accuracy"]
+        assert float(rows[name][1]) == expected["test"]["mean_accuracy"] and float(rows[name][4]) > 0
+
 
 def metrics_rows(repo: Path) -> int:
     return json.loads((repo / "data/shards/manifest.json").read_text())["splits"]["test"]["rows"]
