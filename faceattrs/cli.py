@@ -6,6 +6,7 @@ faceattrs explain photo.jpg --attribute Smiling  # where the model looks for an 
 faceattrs serve                        # a page on http://127.0.0.1:8000/ to try the model
 faceattrs recipe [NAME [--run | --queue] [--name EXP | --replace] [-S KEY=VALUE ...]]
 faceattrs compare [RUN ...]            # experiments and commits side by side
+faceattrs init --celeba /data/celeba   # point params.yaml at your CelebA
 """
 
 from __future__ import annotations
@@ -171,6 +172,26 @@ def _run_figures(run: str) -> tuple[dict, float | None]:
     return evaluate, seconds
 
 
+def init(args: argparse.Namespace) -> None:
+    from faceattrs.core.errors import InputError
+    from faceattrs.core.params_file import set_values
+
+    celeba = args.celeba.expanduser().resolve()
+    if not celeba.is_dir():
+        raise InputError(f"--celeba {args.celeba}: not a folder")
+    listed = [celeba / "list_attr_celeba.txt", celeba / "list_attr_celeba.csv"]
+    if not any(p.is_file() for p in listed) and not any(celeba.glob("*/list_attr_celeba.*")):
+        raise InputError(
+            f"--celeba {celeba}: no list_attr_celeba.txt (the official files) or list_attr_celeba.csv (Kaggle's) in it"
+        )
+    set_values(args.params, {"data.source": "local", "data.local.path": str(celeba)})
+    print(
+        f"{args.params}: data.source local, data.local.path {celeba}\n"
+        f"Commit it to make it your project's data (git add {args.params} && git commit -m 'CelebA at {celeba}'),\n"
+        "then `dvc repro`: download checks the folder and links or packs it into data/raw."
+    )
+
+
 def params(args: argparse.Namespace) -> None:
     from faceattrs.core.params import load_params
     from faceattrs.core.params_file import render
@@ -283,6 +304,10 @@ def _add_experiments(sub) -> None:
         help="experiment names, git revisions or `workspace` (default: HEAD and its experiments)",
     )
     m.set_defaults(run=compare)
+    i = sub.add_parser("init", help="point this project at your CelebA (sets data.source and data.local.path)")
+    i.add_argument("--celeba", type=Path, required=True, help="a CelebA folder: the official files, or Kaggle's")
+    i.add_argument("--params", type=Path, default=Path("params.yaml"))
+    i.set_defaults(run=init)
     c = sub.add_parser("params", help="check params.yaml against the schema, or print the defaults")
     c.add_argument("--defaults", action="store_true", help="print the schema's defaults as a commented params.yaml")
     c.add_argument("--params", type=Path, default=Path("params.yaml"))

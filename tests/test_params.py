@@ -73,3 +73,23 @@ def test_a_bare_off_means_off_though_yaml_reads_it_as_false(tmp_path):
     assert load_params(path).dedupe.no_face_policy == "off"
     with pytest.raises(ParamsError, match=r"dedupe\.no_face_policy: Input should be 'drop', 'report' or 'off'"):
         parse_params({"dedupe": {"no_face_policy": True}})
+
+
+def test_init_points_params_yaml_at_a_celeba_folder_keeping_its_comments(tmp_path, synthetic_raw, capsys):
+    from faceattrs import cli
+    from faceattrs.core.params_file import render
+
+    params = tmp_path / "params.yaml"
+    params.write_text(render())
+    cli.main(["init", "--celeba", str(synthetic_raw), "--params", str(params)])
+    loaded = load_params(params)
+    assert loaded.data.source == "local" and loaded.data.local.path == str(synthetic_raw.resolve())
+    assert loaded.model_copy(update={"data": Params().data}) == Params()  # nothing else changed
+    text = params.read_text()
+    assert "# Every experiment parameter." in text and "focal with gamma 0 is exactly BCE" in text  # comments kept
+    assert "git add" in capsys.readouterr().out
+    before = params.read_bytes()
+    with pytest.raises(SystemExit) as done:
+        cli.main(["init", "--celeba", str(tmp_path), "--params", str(params)])
+    assert done.value.code == 1 and "no list_attr_celeba.txt" in capsys.readouterr().err
+    assert params.read_bytes() == before

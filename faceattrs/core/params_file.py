@@ -1,8 +1,10 @@
-"""params.yaml written from the schema: its defaults as values, its descriptions and choices as comments."""
+"""params.yaml written from the schema (its defaults as values, its descriptions and choices as comments), and
+edited in place, its comments kept."""
 
 from __future__ import annotations
 
 import typing
+from pathlib import Path
 
 import yaml
 from pydantic import BaseModel
@@ -61,3 +63,34 @@ def _render(model: BaseModel, indent: int) -> list[str]:
 def render(params: Params | None = None) -> str:
     """params.yaml's text for ``params`` (the schema's defaults when None)."""
     return HEADER + "\n".join(_render(params or Params(), 0)) + "\n"
+
+
+def set_values(path: Path, values: dict[str, object]) -> Params:
+    """Set dotted keys of the params file at ``path`` in place, keeping its comments and order; the file is
+    validated before it is written, and left as it was when the result would not be valid."""
+    from ruamel.yaml import YAML
+
+    from faceattrs.core.atomic import write_text
+    from faceattrs.core.params import parse_params
+
+    editor = YAML()
+    editor.preserve_quotes = True
+    editor.width = 4096
+    doc = editor.load(path.read_text())
+    for key, value in values.items():
+        node = doc
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    params = parse_params(yaml.safe_load(_dumped(editor, doc)), str(path))
+    write_text(path, _dumped(editor, doc))
+    return params
+
+
+def _dumped(editor, doc) -> str:
+    import io
+
+    out = io.StringIO()
+    editor.dump(doc, out)
+    return out.getvalue()
