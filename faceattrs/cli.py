@@ -77,16 +77,21 @@ def explain(args: argparse.Namespace) -> None:
 
 
 def serve(args: argparse.Namespace) -> None:
+    import os
+
+    from faceattrs.prediction.gate import TOKEN_VARIABLE, Access
     from faceattrs.prediction.serve import serve as run
 
+    # Before the model loads: a page other machines can reach never starts without a token.
+    access = Access.bound(args.host, args.token or os.environ.get(TOKEN_VARIABLE), args.allow_host)
     run(
         args.model or stage_path("predict", "model.pt"),
         args.thresholds or _declared("predict", "thresholds.json"),
         _declared("evaluate", "raw"),  # outside a DVC project: no test images to offer
         _declared("predict", "shards"),
-        args.host,
-        args.port,
         args.tta,
+        access,
+        args.port,
     )
 
 
@@ -257,14 +262,54 @@ def _add_prediction(sub) -> None:
     e.add_argument("--face", type=int, default=1, help="which face of the photo, best first (default 1)")
     e.add_argument("--out", type=Path, default=None, help="folder for the picture (default: predictions/)")
     e.set_defaults(run=explain)
+    _add_serve(sub, model)
+
+
+SERVE = """A page to try the model: upload a photo or pick a test image, see each face's bars and saliency maps.
+
+On 127.0.0.1 (the default) or ::1 only this machine reaches it. On any other address
+(0.0.0.0: every address) other machines can, and it asks every request for a token:
+--token, or the FACEATTRS_SERVE_TOKEN variable (other users do not see it, as they see a
+command line); make one with python -c 'import secrets; print(secrets.token_urlsafe())'.
+The address printed at start carries it (http://HOST:PORT/?token=...): a browser opening
+it keeps the token in a cookie for the page, and a program sends it as the header
+`Authorization: Bearer TOKEN`. Plain HTTP carries the token unencrypted: share the page
+on a network you trust, or behind an HTTPS proxy (--allow-host its name).
+
+The page answers only to requests that name it by the address it listens on, by
+localhost's names, or by an --allow-host name (0.0.0.0: also this machine's name and
+addresses), so that no other site reaches it through a name pointed at this machine.
+"""
+
+
+def _add_serve(sub, model: argparse.ArgumentParser) -> None:
     v = sub.add_parser(
-        "serve", parents=[model], help="a local web page: upload a photo or pick a test image, see bars and saliency"
+        "serve",
+        parents=[model],
+        help="a local web page: upload a photo or pick a test image, see bars and saliency",
+        description=SERVE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     v.add_argument("--thresholds", type=Path, default=None, help="as for predict")
     v.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default: this machine only; 0.0.0.0 for all)"
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: this machine only; 0.0.0.0 for every address, with a token)",
     )
     v.add_argument("--port", type=int, default=8000)
+    v.add_argument(
+        "--token",
+        default=None,
+        help="the token every request must carry; needed for a --host other than 127.0.0.1 or ::1 "
+        "(default: the FACEATTRS_SERVE_TOKEN variable; at least 16 characters)",
+    )
+    v.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another name the page answers to in a request's Host header, e.g. this machine's DNS name (repeatable)",
+    )
     v.set_defaults(run=serve)
 
 

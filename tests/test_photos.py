@@ -269,3 +269,58 @@ def test_a_large_picture_in_a_format_decoded_whole_is_refused_by_name(tmp_path, 
     monkeypatch.setattr(align, "MAX_DECODED_PIXELS", 100_000)
     with pytest.raises(InputError, match=f"{tmp_path / 'wide.png'}: 400x300 PNG is too large"):
         align.open_photo(tmp_path / "wide.png")
+
+
+def _turned_by_exif(face: Image.Image, orientation: int, path: Path) -> Path:
+    """``face`` stored turned, with the EXIF orientation that turns it upright again for display."""
+    # What each orientation asks of a viewer, undone here: 3 turns by 180, 6 by 90 clockwise, 8 by 90 anticlockwise.
+    stored = face.transpose(
+        {3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270}[orientation]
+    )
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    stored.save(path, exif=exif.tobytes(), quality=95)
+    return path
+
+
+@pytest.mark.parametrize("orientation", [6, 3, 8])
+def test_an_aligned_face_stored_turned_with_an_exif_orientation_is_scored_upright(
+    learned_model, predict_cli, tmp_path, orientation
+):
+    ((face, _, _),) = _drawn(31, 1)
+    photo = _turned_by_exif(face, orientation, tmp_path / "turned.jpg")
+    predictor = Predictor(learned_model)
+    upright = np.asarray(align.open_photo(photo))
+    assert upright.shape == (218, 178, 3)
+    # The upright picture is the drawn face, give or take the JPEG.
+    assert np.abs(upright.astype(int) - np.asarray(face)).mean() < 6
+    expected = predictor.logits_for([upright])
+    (found,) = photos.find([photo], predictor.mean_eyes).faces
+    assert found.eyes_from == "aligned" and np.array_equal(found.aligned, upright)
+    assert np.allclose(predictor.logits_for([found.source]), expected, atol=1e-5)
+    out = tmp_path / "out"
+    run = predict_cli(str(photo), "--model", str(learned_model), "--out", str(out), "--tta", "none", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    row = pd.read_csv(out / "predictions.csv", index_col="image_id").loc["turned.jpg"]
+    probabilities = [row[f"p_{n}"] for n in predictor.targets]
+    assert np.allclose(probabilities, 1 / (1 + np.exp(-expected[0])), atol=1e-3)
+
+
+def test_explain_draws_the_map_of_an_exif_turned_aligned_face_upright(learned_model, tmp_path, monkeypatch, capsys):
+    from faceattrs import cli
+
+    ((face, _, _),) = _drawn(32, 1)
+    photo = _turned_by_exif(face, 6, tmp_path / "turned.jpg")
+    monkeypatch.chdir(tmp_path)
+    cli.main(["explain", str(photo), "--attribute", "Eyeglasses", "--model", str(learned_model), "--out", "out"])
+    picture = np.asarray(Image.open(tmp_path / "out" / "explain" / "turned.Eyeglasses.png").convert("RGB"))
+    # The picture is the one of the upright face: the face, and the map over what the network saw.
+    from faceattrs.prediction import saliency
+
+    upright = np.asarray(align.open_photo(photo))
+    predictor = Predictor(learned_model, tta="flip")
+    probability, heat, seen = saliency.explain(predictor, upright, "Eyeglasses")
+    title = f"Eyeglasses: p = {probability:.3f} ({saliency.method(predictor.model.backbone)})"
+    assert f"{title} -> " in capsys.readouterr().out
+    expected = saliency.explanation_picture(upright, seen, heat, title)
+    assert np.array_equal(picture, np.asarray(expected))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from faceattrs.core.errors import InputError
 from faceattrs.data import celeba
@@ -41,6 +41,8 @@ EYE_CASCADES = ("haarcascade_eye_tree_eyeglasses.xml", "haarcascade_eye.xml")
 # In-plane turns (degrees) at which the eyes are looked for, in order: dlib's tilted
 # filters find faces turned by up to about 25 degrees; the cascades want them within 10.
 EYE_SEARCH_ANGLES = (0, 12, -12, 24, -24)
+# The EXIF orientations that turn or mirror a stored picture for display (1 is as stored).
+_TURNED = range(2, 9)
 # Eye cascades scan the box's upper part at this box width: fast, and the same scale for any photo.
 _EYE_BOX_WIDTH = 160
 
@@ -63,7 +65,8 @@ def open_photo(path: Path | str) -> Image.Image:
     """An RGB photo, upright by its EXIF orientation, no side over ``MAX_SIDE``; bad files raise InputError.
 
     ``info["scale"]`` of the result is how many of the file's pixels one of its pixels
-    stands for (1 unless the photo was scaled down).
+    stands for (1 unless the photo was scaled down); ``info["orientation"]`` is the EXIF
+    orientation it was turned by (1: stored upright, or no orientation that PIL applies).
     """
     try:
         with Image.open(path) as img:
@@ -77,6 +80,7 @@ def open_photo(path: Path | str) -> Image.Image:
                     f"{path}: {width}x{height} {img.format or 'image'} is too large to decode here "
                     f"(over {MAX_DECODED_PIXELS // 10**6} megapixels); scale it down or save it as JPEG"
                 )
+            orientation = img.getexif().get(ExifTags.Base.Orientation, 1)
             upright = ImageOps.exif_transpose(img).convert("RGB")
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
@@ -89,6 +93,7 @@ def open_photo(path: Path | str) -> Image.Image:
     full_side = max(width, height)
     upright.thumbnail((MAX_SIDE, MAX_SIDE), Image.LANCZOS)
     upright.info["scale"] = full_side / max(upright.size)
+    upright.info["orientation"] = orientation if orientation in _TURNED else 1
     return upright
 
 

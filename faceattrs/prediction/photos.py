@@ -31,7 +31,8 @@ class PhotoFace:
     eyes_from: str  # "aligned" | "haar" | "box"
     aligned: np.ndarray  # (218, 178, 3) uint8
     # What the model scores: an aligned file's own bytes, decoded as preprocess decoded the
-    # training images (at reduced scale where it did), or the pixels of a face aligned here.
+    # training images (at reduced scale where it did), or the pixels of a face aligned here,
+    # or of an aligned file stored turned (its bytes would decode sideways or upside down).
     source: bytes | np.ndarray
 
 
@@ -58,7 +59,9 @@ def find(paths: list, mean_eyes: np.ndarray | None, min_score: float = 0.0, name
         if align.is_aligned(img):
             found.aligned.append(path)
             pixels = np.asarray(img)
-            found.faces.append(PhotoFace(label, path, 0, None, None, None, "aligned", pixels, _bytes_of(path)))
+            # A file stored turned, upright by its EXIF orientation, is scored upright: its bytes decode as stored.
+            source = _bytes_of(path) if img.info["orientation"] == 1 else pixels
+            found.faces.append(PhotoFace(label, path, 0, None, None, None, "aligned", pixels, source))
             continue
         if mean_eyes is None:
             raise InputError(

@@ -7,17 +7,22 @@ scored here goes through exactly what the training images went through.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+import pydantic
+import timm
 import torch
 
 from faceattrs.core.params import AugmentParams, ModelParams
 from faceattrs.data import shards
 from faceattrs.training import augment, models
-from faceattrs.training.checkpoints import ModelFile
+from faceattrs.training.checkpoints import CheckpointError, ModelFile
 from faceattrs.training.loader import ShardDataset, loader
 from faceattrs.training.targets import Targets
 
@@ -27,7 +32,7 @@ class Predictor:
         self.path = Path(model_file)
         self.tta = tta
         record = ModelFile.load(self.path)
-        params = ModelParams(**{**record.model_params, "pretrained": False, "weights": None})
+        params = model_params(record, self.path)
         self.targets = tuple(record.targets)
         self.expression = record.expression
         models.check_signature(record.signature, models.signature(params, self.targets), self.path)
@@ -77,6 +82,53 @@ class Predictor:
         for start in range(0, len(faces), batch_size):
             out.append(self.logits(torch.stack([self.tensor(f) for f in faces[start : start + batch_size]])))
         return np.concatenate(out)
+
+
+# A model file names the timm model to build, with keywords for it. Only a name in timm's registry is built:
+# a source prefix (hf-hub:, local-dir:) makes timm read a config from the network or a folder. Only keywords
+# the model's own constructor names are passed: timm.create_model and build_model_with_cfg take others
+# (checkpoint_path, pretrained_cfg, cache_dir, ...) that load files; device and dtype are the predictor's.
+_PLAIN_NAME = re.compile(r"\w+(\.\w+)?", re.ASCII)
+_NOT_THE_MODEL_S = {"device", "dtype"} | {
+    name
+    for factory in (timm.create_model, timm.models.build_model_with_cfg)
+    for name in inspect.signature(factory).parameters
+}
+
+
+def model_params(record: ModelFile, path: Path) -> ModelParams:
+    """The model section a model file was trained with, if it builds a plain timm model; else an error naming it."""
+    try:
+        params = ModelParams(**{**record.model_params, "pretrained": False, "weights": None})
+    except pydantic.ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        raise CheckpointError(f"{path}: its model params are not valid ({problems})") from None
+    name = params.backbone
+    if not (_PLAIN_NAME.fullmatch(name) and timm.is_model(name)):
+        raise CheckpointError(
+            f"{path}: backbone {name!r} is not a model in timm's registry (a plain name such as resnet18, "
+            "with no hf-hub:, local-dir: or path); this faceattrs builds no other"
+        )
+    unknown = sorted(set(params.backbone_args or {}) - _keywords(name))
+    if unknown:
+        raise CheckpointError(
+            f"{path}: backbone_args {', '.join(unknown)} are not keywords that {name}'s constructor takes"
+        )
+    return params
+
+
+@functools.cache
+def _keywords(name: str) -> frozenset[str]:
+    """The keywords a registered timm model takes as its own: named by its entry point or its class's constructor."""
+    try:
+        with torch.device("meta"):  # the class, without the cost of its weights
+            model = timm.create_model(name, pretrained=False)
+    except Exception:  # a model that cannot be made on the meta device
+        model = timm.create_model(name, pretrained=False)
+    named = [inspect.signature(type(model).__init__), inspect.signature(timm.models.model_entrypoint(name))]
+    plain = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    taken = {p.name for signature in named for p in signature.parameters.values() if p.kind in plain}
+    return frozenset(taken - _NOT_THE_MODEL_S - {"self"})
 
 
 def split_logits(
