@@ -22,6 +22,7 @@ def main() -> None:
     p.add_argument("--downloads", type=Path, required=True, help="where downloads are kept and resumed")
     p.add_argument("--report", type=Path, required=True)
     args = p.parse_args()
+    atomic.remove_stale(args.raw, args.report)  # what a killed run left
     params = stage.params_of(args, PARAMS)
     with atomic.atomic_dir(args.raw) as tmp:
         counts = sources.fetch(params.data, tmp, args.downloads, workers=0, progress=stage.show_progress(args))
