@@ -27,7 +27,7 @@ def main() -> None:
     with atomic.atomic_dir(args.raw) as tmp:
         counts = sources.fetch(params.data, tmp, args.downloads, workers=0, progress=stage.show_progress(args))
     atomic.write_json(
-        args.report, {"source": params.data.source, **counts, **provenance(params.data.model_dump(mode="json"))}
+        args.report, {"source": params.data.source, **counts, **provenance(sources.public_params(params.data))}
     )
     print(f"download: {counts['images']} images from {params.data.source} -> {args.raw}")
 

@@ -336,3 +336,14 @@ def test_a_killed_preprocess_leaves_nothing_behind_once_preprocess_runs_again(wo
         assert json.loads((workdir / "shards/manifest.json").read_text())["splits"]["train"]["rows"] > 0
     finally:
         _kill(live)
+
+
+def test_a_download_input_error_is_one_line(workdir):
+    (workdir / "params.yaml").write_text(
+        yaml.safe_dump({"data": {"source": "url", "url": {"base": "mirror.example.org/celeba"}}})
+    )
+    result = stage("download", "--raw", "raw", "--downloads", "dl", "--report", "download.json", cwd=workdir)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "download: error: data.url.base: 'mirror.example.org/celeba' is not an http(s) URL (no scheme)"
+    ]
