@@ -347,3 +347,15 @@ def test_a_download_input_error_is_one_line(workdir):
     assert result.stderr.strip().splitlines() == [
         "download: error: data.url.base: 'mirror.example.org/celeba' is not an http(s) URL (no scheme)"
     ]
+
+
+def test_start_cleanup_leaves_another_machine_s_temporary_names_alone(tmp_path):
+    from faceattrs.core import atomic
+
+    dead, ours = _writer("file", tmp_path / "models" / "last.pt")
+    _kill(dead)
+    # The same name from a machine sharing the folder: its pid means nothing here, its writer may well be running.
+    theirs = ours.with_name(re.sub(r"@.*\.", "@another-machine.example.", ours.name))
+    theirs.write_bytes(b"half a checkpoint")
+    assert atomic.remove_stale(tmp_path / "models") == [ours]
+    assert not ours.exists() and theirs.exists()
