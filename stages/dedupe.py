@@ -27,6 +27,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True, help="folder for the clean manifest and findings")
     p.add_argument("--reports", type=Path, required=True)
     args = p.parse_args()
+    atomic.remove_stale(args.out, args.reports)  # what a killed run left
     params = stage.params_of(args, PARAMS).dedupe
     result = clean_and_score(args.raw, params, params.workers, stage.show_progress(args))
     with atomic.atomic_dir(args.out) as tmp:

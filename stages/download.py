@@ -22,11 +22,12 @@ def main() -> None:
     p.add_argument("--downloads", type=Path, required=True, help="where downloads are kept and resumed")
     p.add_argument("--report", type=Path, required=True)
     args = p.parse_args()
+    atomic.remove_stale(args.raw, args.report)  # what a killed run left
     params = stage.params_of(args, PARAMS)
     with atomic.atomic_dir(args.raw) as tmp:
         counts = sources.fetch(params.data, tmp, args.downloads, workers=0, progress=stage.show_progress(args))
     atomic.write_json(
-        args.report, {"source": params.data.source, **counts, **provenance(params.data.model_dump(mode="json"))}
+        args.report, {"source": params.data.source, **counts, **provenance(sources.public_params(params.data))}
     )
     print(f"download: {counts['images']} images from {params.data.source} -> {args.raw}")
 

@@ -24,6 +24,7 @@ def main() -> None:
     p.add_argument("--raw", type=Path, required=True, help="the raw folder, for the synthetic ground truth if any")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
+    atomic.remove_stale(args.out)  # what a killed run left
     params = stage.params_of(args, PARAMS).evaluate
     results = evaluate(args.model, args.shards, params, truth_if_synthetic(args.raw))
     summary = write_reports(results, params, args.out, args.shards)

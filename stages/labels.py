@@ -25,6 +25,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True, help="folder for the labels training sees and the flags")
     p.add_argument("--reports", type=Path, required=True)
     args = p.parse_args()
+    atomic.remove_stale(args.out, args.reports)  # what a killed run left
     params = stage.params_of(args, PARAMS)
     # The folds' models train as the train stage would, but on all 40 attributes: the target section is not theirs.
     training = TrainingParams.of(params, target=False)

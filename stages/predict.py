@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from faceattrs.core import stage
+from faceattrs.core import atomic, stage
 from faceattrs.data.splits import OFFICIAL_TEST
 from faceattrs.prediction import outputs
 from faceattrs.prediction.predictor import Predictor
@@ -24,6 +24,7 @@ def main() -> None:
     p.add_argument("--shards", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
+    atomic.remove_stale(args.out)  # what a killed run left
     everything = stage.params_of(args, PARAMS)
     params = everything.predict
     # The test-time augmentation evaluate tuned the thresholds with.

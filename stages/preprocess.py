@@ -41,6 +41,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--reports", type=Path, required=True)
     args = p.parse_args()
+    atomic.remove_stale(args.out, args.reports)  # what a killed run left
     params = stage.params_of(args, PARAMS).preprocess
     manifest = pd.read_parquet(args.split / "manifest.parquet").sort_index()
     eyes = None

@@ -19,6 +19,7 @@ def main() -> None:
     p.add_argument("--split", type=Path, required=True)
     p.add_argument("--reports", type=Path, required=True, help="the reports folder the other stages write into")
     args = p.parse_args()
+    atomic.remove_stale(args.reports / "data", args.reports / "README.md")  # what a killed run left
     manifest = pd.read_parquet(args.split / "manifest.parquet")
     rates = attributes.positive_rates(manifest)
     shift = attributes.shift_table(rates)

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from faceattrs.core import stage
+from faceattrs.core import atomic, stage
 from faceattrs.data import shards
 from faceattrs.training import distributed
 from faceattrs.training.build import TrainingParams
@@ -38,6 +38,7 @@ def main() -> None:
         help="write the ids of the images each process trained on, one file per epoch and rank (epochE-rankR.txt)",
     )
     args = p.parse_args()
+    atomic.remove_stale(args.out, args.live)  # what a killed run left
     params = TrainingParams.of(stage.params_of(args, PARAMS))
     t = params.train
     launch = distributed.launch_command(t.processes, t.nodes, t.rendezvous, t.rendezvous_id, sys.argv[1:])

@@ -87,3 +87,42 @@ def test_attribute_table_matches_the_published_counts():
     assert len(ATTRIBUTES) == 40 and ATTRIBUTES[0] == "5_o_Clock_Shadow" and ATTRIBUTES[-1] == "Young"
     majority = np.mean([max(r, 1 - r) for r in celeba.POSITIVE_RATES.values()])
     assert majority == pytest.approx(0.8052, abs=5e-4)  # FORMAT.md: majority class scores 80.52%
+
+
+def test_a_utf8_bom_is_named(tmp_path):
+    path = tmp_path / celeba.ATTR_FILE
+    path.write_bytes(b"\xef\xbb\xbf" + celeba.format_attributes(_labels(3)))
+    with pytest.raises(FormatError, match=r":1: starts with a UTF-8 byte-order mark \(BOM\)"):
+        celeba.read_attributes(path)
+
+
+@pytest.mark.parametrize(
+    "reader, text",
+    [
+        (celeba.read_identity, "000001.jpg 3\r\n000002.jpg 99999999999999999999\r\n"),
+        (celeba.read_bbox, "2\r\nimage_id x_1 y_1 width height\r\n000001.jpg 1 2 3 4\r\n000002.jpg 1 2 3 4294967296"),
+        (celeba.read_partition, "000001.jpg 0\r\n000002.jpg 0_1\r\n"),
+    ],
+)
+def test_an_integer_out_of_range_or_not_in_digits_is_named_with_its_line(tmp_path, reader, text):
+    path = tmp_path / "file.txt"
+    path.write_bytes(text.encode())
+    with pytest.raises(FormatError) as caught:
+        reader(path)
+    assert caught.value.line == (2 if reader is not celeba.read_bbox else 4)
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (b"image_id,partition\r\n000001.jpg,0\r\n0000\x0002.jpg,1\r\n", r":3: file name .* has a control character"),
+        (b"image_id,partition\r\n000001.jpg,0\r\n00000\xe9.jpg,1\r\n", r":3: not UTF-8"),
+        (b"image_id,partition\r\n000001.jpg,0\r\n000002.jpg,70000000000\r\n", r":3: values must be integers"),
+        (b'image_id,partition\r\n000001.jpg,0\r\n"0000 02.jpg",1\r\n', r":3: file name '0000 02.jpg' has a space"),
+    ],
+)
+def test_a_broken_kaggle_csv_is_named_with_its_line(tmp_path, raw, message):
+    path = tmp_path / "list_eval_partition.csv"
+    path.write_bytes(raw)
+    with pytest.raises(FormatError, match=message):
+        celeba.read_kaggle_csv(path, ("partition",))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import tracemalloc
 
 import numpy as np
 import pandas as pd
@@ -94,3 +95,47 @@ def test_reduced_decode_is_close_to_full_decode(rows, synthetic_raw):
         assert a.shape == b.shape == (80, 64, 3)
         diffs.append(np.abs(a - b).mean())
     assert 0 < np.mean(diffs) < 6  # softer, not different
+
+
+def _claiming(width: int, height: int) -> bytes:
+    """A small JPEG whose frame header claims ``width`` x ``height``: decoders size their buffer by the header."""
+    out = io.BytesIO()
+    Image.new("RGB", (16, 16), (200, 10, 10)).save(out, "JPEG")
+    data = bytearray(out.getvalue())
+    sof = data.find(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)
+
+
+def test_a_jpeg_claiming_absurd_dimensions_is_refused_from_its_header(tmp_path):
+    spec = shards.ImageSpec(None, (80, 64), "jpeg", 90)
+    tracemalloc.start()
+    try:
+        with pytest.raises(InputError, match=r"^photo\.jpg: 9000x8000 pixels \(72\.0 megapixels\), over the") as caught:
+            shards.encode_image(_claiming(9000, 8000), spec, "photo.jpg")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20_000_000, f"{peak} bytes allocated: the image was decoded"
+    from faceattrs.data.image_header import ImageTooLarge
+
+    assert isinstance(caught.value, ImageTooLarge)
+
+
+def test_an_archive_member_claiming_absurd_dimensions_is_refused_by_name(tmp_path):
+    path = tmp_path / "images.zip"
+    archive.pack([("000001.jpg", _claiming(20000, 20000))], path)
+    with pytest.raises(InputError, match=r"images\.zip:000001\.jpg: 20000x20000 pixels"):
+        ImageArchive(path).read("000001.jpg")
+
+
+@pytest.mark.parametrize(
+    "spec, data",
+    [
+        (shards.ImageSpec(None, (80, 64), "jpeg", 90), b"\xff\xd8\xff not a jpeg"),
+        (shards.ImageSpec(None, (80, 64), "raw", 90), bytes(100)),
+    ],
+)
+def test_a_stored_image_that_does_not_decode_is_an_input_error(spec, data):
+    with pytest.raises(InputError, match=r"shard-00001\.parquet:000007\.jpg: cannot decode the stored image"):
+        shards.decode_image(data, spec, "shard-00001.parquet:000007.jpg")

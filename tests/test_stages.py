@@ -6,8 +6,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -282,3 +284,137 @@ def test_dvc_repro_runs_once_then_only_what_a_param_touches(reproduced_repo, tmp
 
 def metrics_rows(repo: Path) -> int:
     return json.loads((repo / "data/shards/manifest.json").read_text())["splits"]["test"]["rows"]
+
+
+# ---------------------------------------------------------------- temporary files: names, disk, leftovers
+
+_WRITER = """
+import sys, time
+from faceattrs.core import atomic
+kind, target = sys.argv[1:]
+with (atomic.atomic_file if kind == "file" else atomic.atomic_dir)(target) as tmp:
+    (tmp if kind == "file" else tmp / "part-00000.parquet").write_bytes(b"half an output")
+    print(tmp, flush=True)
+    time.sleep(600)
+"""
+
+
+def _writer(kind: str, target: Path) -> tuple[subprocess.Popen, Path]:
+    """A process caught inside ``atomic_file`` or ``atomic_dir``, and the temporary name it writes."""
+    command = [sys.executable, "-c", _WRITER, kind, str(target)]
+    proc = subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, text=True)
+    return proc, Path(proc.stdout.readline().strip())
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+
+
+def test_temporary_names_are_ignored_by_git_and_dvc(tmp_path):
+    from faceattrs.core import atomic
+
+    for target in (tmp_path / "last.pt", tmp_path / "download.json"):
+        with atomic.atomic_file(target) as tmp:
+            name = tmp.name
+        for folder in ("data/models", "reports", "reports/train/plots"):
+            path = f"{folder}/{name}"
+            git = subprocess.run(["git", "check-ignore", "-q", "--no-index", path], cwd=REPO)
+            assert git.returncode == 0, f"git would track {path}"
+            dvc = subprocess.run(["dvc", "check-ignore", "-q", path], cwd=REPO, env=ENV)
+            assert dvc.returncode == 0, f"DVC would cache {path}"
+
+
+def test_an_atomic_file_reaches_the_disk_before_its_name_does(tmp_path, monkeypatch):
+    from faceattrs.core import atomic
+
+    events = []
+    fsync, replace, rename = os.fsync, os.replace, os.rename
+
+    def record_fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", record_fsync)
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append(("rename", str(b))), replace(a, b))[1])
+    monkeypatch.setattr(os, "rename", lambda a, b: (events.append(("rename", str(b))), rename(a, b))[1])
+    atomic.write_text(tmp_path / "out.json", "{}")
+    with atomic.atomic_dir(tmp_path / "shards") as tmp:
+        (tmp / "train-00000.parquet").write_bytes(b"rows")
+    out, shards = str(tmp_path / "out.json"), str(tmp_path / "shards")
+    renamed = [i for i, e in enumerate(events) if e[0] == "rename"]
+    synced = [e[1] for e in events if e[0] == "fsync"]
+    # The file's bytes, then its name, then the folder that holds the name.
+    first = events[: renamed[0]]
+    assert first and first[-1][0] == "fsync" and ".out.json.tmp-" in first[-1][1], events
+    assert events[renamed[0]] == ("rename", out) and events[renamed[0] + 1] == ("fsync", str(tmp_path)), events
+    # A folder: every file in it and the folder itself, before it gets its name.
+    before = [e[1] for e in events[renamed[0] + 2 : renamed[-1]] if e[0] == "fsync"]
+    assert any(p.endswith("train-00000.parquet") for p in before) and any(".shards.tmp-" in p for p in before)
+    assert events[renamed[-1]] == ("rename", shards) and synced[-1] == str(tmp_path), events
+
+
+def test_the_train_stage_removes_a_killed_writer_s_file_and_keeps_a_live_one(workdir):
+    models = workdir / "models"
+    dead, dead_tmp = _writer("file", models / "last.pt")
+    _kill(dead)  # kill -9 inside atomic_file: what it leaves in the persisted models folder
+    assert dead_tmp.exists()
+    live, live_tmp = _writer("file", models / "best.pt")
+    try:
+        (workdir / "shards").mkdir()
+        stage("train", "--shards", "shards", "--out", "models", "--live", "live", cwd=workdir)
+        assert not dead_tmp.exists()
+        assert live_tmp.exists() and live_tmp.read_bytes() == b"half an output"
+    finally:
+        _kill(live)
+
+
+def test_a_killed_preprocess_leaves_nothing_behind_once_preprocess_runs_again(workdir, synthetic_raw):
+    from faceattrs.cleaning.clean import load_raw
+    from faceattrs.synthetic.truth import read_truth
+
+    frame = load_raw(synthetic_raw).drop(index=list(read_truth(synthetic_raw)["unreadable"]))
+    frame["split"] = frame["partition"].map({0: "train", 1: "val", 2: "test"})
+    (workdir / "split").mkdir()
+    frame.to_parquet(workdir / "split/manifest.parquet")
+    args = ["--raw", str(synthetic_raw), "--split", "split", "--out", "shards", "--reports", "reports/preprocess"]
+    killed = subprocess.Popen([sys.executable, "-m", "stages.preprocess", *args], cwd=workdir, env=ENV)
+    deadline = time.monotonic() + 120
+    while not (left := list(workdir.glob(".shards.tmp-*"))) and killed.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert left and all(p.exists() for p in left), "preprocess was not caught writing its shards"
+    live, live_tmp = _writer("dir", workdir / "shards")
+    try:
+        result = stage("preprocess", *args, cwd=workdir)
+        assert result.returncode == 0, result.stderr
+        assert not any(p.exists() for p in left)
+        assert live_tmp.exists() and sorted(workdir.glob(".shards.tmp-*")) == [live_tmp]
+        assert json.loads((workdir / "shards/manifest.json").read_text())["splits"]["train"]["rows"] > 0
+    finally:
+        _kill(live)
+
+
+def test_a_download_input_error_is_one_line(workdir):
+    (workdir / "params.yaml").write_text(
+        yaml.safe_dump({"data": {"source": "url", "url": {"base": "mirror.example.org/celeba"}}})
+    )
+    result = stage("download", "--raw", "raw", "--downloads", "dl", "--report", "download.json", cwd=workdir)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "download: error: data.url.base: 'mirror.example.org/celeba' is not an http(s) URL (no scheme)"
+    ]
+
+
+def test_start_cleanup_leaves_another_machine_s_temporary_names_alone(tmp_path):
+    from faceattrs.core import atomic
+
+    dead, ours = _writer("file", tmp_path / "models" / "last.pt")
+    _kill(dead)
+    # The same name from a machine sharing the folder: its pid means nothing here, its writer may well be running.
+    theirs = ours.with_name(re.sub(r"@.*\.", "@another-machine.example.", ours.name))
+    theirs.write_bytes(b"half a checkpoint")
+    assert atomic.remove_stale(tmp_path / "models") == [ours]
+    assert not ours.exists() and theirs.exists()

@@ -8,6 +8,7 @@ Labels leave this module as int8 0/1, the form every later stage uses.
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,16 +47,17 @@ class PublishedFile:
     name: str
     md5: str
     gdrive_id: str
+    size: int | None  # bytes, where FORMAT.md gives them
 
 
-# md5 and Google Drive ids of the aligned release, as torchvision lists them.
+# md5 and Google Drive ids of the aligned release, as torchvision lists them; sizes as FORMAT.md gives them.
 PUBLISHED_FILES = (
-    PublishedFile(ZIP_FILE, "00d2c5bc6d35e252742224ab0c1e8fcb", "0B7EVK8r0v71pZjFTYXZWM3FlRnM"),
-    PublishedFile(ATTR_FILE, "75e246fa4810816ffd6ee81facbd244c", "0B7EVK8r0v71pblRyaVFSWGxPY0U"),
-    PublishedFile(IDENTITY_FILE, "32bd1bd63d3c78cd57e08160ec5ed1e2", "1_ee_0u7vcNLOfNLegJRHmolfH5ICW-XS"),
-    PublishedFile(BBOX_FILE, "00566efa6fedff7a56946cd1c10f1c16", "0B7EVK8r0v71pbThiMVRxWXZ4dU0"),
-    PublishedFile(LANDMARKS_FILE, "cc24ecafdb5b50baae59b03474781f8c", "0B7EVK8r0v71pd0FJY3Blby1HUTQ"),
-    PublishedFile(PARTITION_FILE, "d32c9cbf5e040fd4025c592c306e6668", "0B7EVK8r0v71pY0NSMzRuSXJEVkk"),
+    PublishedFile(ZIP_FILE, "00d2c5bc6d35e252742224ab0c1e8fcb", "0B7EVK8r0v71pZjFTYXZWM3FlRnM", 1_443_490_838),
+    PublishedFile(ATTR_FILE, "75e246fa4810816ffd6ee81facbd244c", "0B7EVK8r0v71pblRyaVFSWGxPY0U", 26_721_026),
+    PublishedFile(IDENTITY_FILE, "32bd1bd63d3c78cd57e08160ec5ed1e2", "1_ee_0u7vcNLOfNLegJRHmolfH5ICW-XS", 3_424_458),
+    PublishedFile(BBOX_FILE, "00566efa6fedff7a56946cd1c10f1c16", "0B7EVK8r0v71pbThiMVRxWXZ4dU0", None),
+    PublishedFile(LANDMARKS_FILE, "cc24ecafdb5b50baae59b03474781f8c", "0B7EVK8r0v71pd0FJY3Blby1HUTQ", None),
+    PublishedFile(PARTITION_FILE, "d32c9cbf5e040fd4025c592c306e6668", "0B7EVK8r0v71pY0NSMzRuSXJEVkk", 2_836_386),
 )
 TEXT_FILES = (ATTR_FILE, PARTITION_FILE, IDENTITY_FILE, BBOX_FILE, LANDMARKS_FILE)
 
@@ -74,11 +76,48 @@ def image_name(index: int) -> str:
     return f"{index:06d}.jpg"
 
 
-def _lines(path: Path) -> list[str]:
+# Byte-order marks an editor may put first; CelebA's files are plain ASCII and have none.
+_BOMS = {b"\xef\xbb\xbf": "UTF-8", b"\xff\xfe": "UTF-16", b"\xfe\xff": "UTF-16"}
+_INT32 = (-(2**31), 2**31 - 1)
+
+
+def _read(path: Path) -> bytes:
+    """A text file's bytes, refusing a byte-order mark, which would make line 1 look right and compare wrong."""
     try:
         raw = Path(path).read_bytes()
     except FileNotFoundError:
         raise FormatError(path, None, "file not found") from None
+    except OSError as err:
+        raise FormatError(path, None, f"cannot read it ({err.strerror or err})") from None
+    for bom, encoding in _BOMS.items():
+        if raw.startswith(bom):
+            raise FormatError(
+                path, 1, f"starts with a {encoding} byte-order mark (BOM); save it as plain ASCII, without one"
+            )
+    return raw
+
+
+def _integer(text: str, low: int = _INT32[0], high: int = _INT32[1]) -> int | None:
+    """``text`` as an integer if it is one in plain ASCII digits within [low, high], else None."""
+    digits = text[1:] if text[:1] in "+-" else text
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 12:
+        return None
+    value = int(text)
+    return value if low <= value <= high else None
+
+
+def _check_name(path: Path, line: int, name: str) -> None:
+    """A file name as the published files have them: ASCII, with no whitespace or control characters."""
+    if not name.isascii():
+        raise FormatError(path, line, f"file name {name!r} is not ASCII, as CelebA's text files must be")
+    if any(c.isspace() for c in name):
+        raise FormatError(path, line, f"file name {name!r} has a space or other whitespace, which separates fields")
+    if not name.isprintable():
+        raise FormatError(path, line, f"file name {name!r} has a control character")
+
+
+def _lines(path: Path) -> list[str]:
+    raw = _read(path)
     if raw.lstrip()[:15].lower().startswith((b"<!doctype html", b"<html")):
         raise FormatError(path, 1, "is an HTML page, not a CelebA text file (a failed download?)")
     try:
@@ -100,6 +139,9 @@ def _count_line(path: Path, lines: list[str]) -> int:
 def _check_count(path: Path, declared: int, found: int) -> None:
     if declared != found:
         raise FormatError(path, 1, f"line 1 declares {declared} images but the file has {found} rows")
+
+
+_SIGNS = frozenset(("-1", "1"))
 
 
 def read_attributes(path: Path | str) -> pd.DataFrame:
@@ -124,18 +166,14 @@ def read_attributes(path: Path | str) -> pd.DataFrame:
             raise FormatError(path, lineno, "empty line")
         if len(fields) != len(ATTRIBUTES) + 1:
             raise FormatError(path, lineno, f"expected 41 fields (file name and 40 values), found {len(fields)}")
-        try:
-            row = [int(v) for v in fields[1:]]
-        except ValueError:
-            raise FormatError(path, lineno, "values must be -1 or 1") from None
-        if any(v not in (-1, 1) for v in row):
+        if not _SIGNS.issuperset(fields[1:]):
             raise FormatError(path, lineno, "values must be -1 or 1")
+        _check_name(path, lineno, fields[0])
         files.append(fields[0])
-        values[i] = row
+        values[i] = [v == "1" for v in fields[1:]]
     _check_count(path, declared, len(files))
     _check_unique(path, files, first_row_line=3)
-    frame = pd.DataFrame((values + 1) // 2, index=pd.Index(files, name="image_id"), columns=list(ATTRIBUTES))
-    return frame.astype(np.int8)
+    return pd.DataFrame(values, index=pd.Index(files, name="image_id"), columns=list(ATTRIBUTES))
 
 
 def _check_unique(path: Path, files: list[str], first_row_line: int) -> None:
@@ -155,12 +193,12 @@ def _read_pairs(path: Path | str, what: str, valid: set[int] | None = None) -> p
             raise FormatError(path, lineno, "empty line")
         if len(fields) != 2:
             raise FormatError(path, lineno, f"expected 2 fields (file name and {what}), found {len(fields)}")
-        try:
-            value = int(fields[1])
-        except ValueError:
-            raise FormatError(path, lineno, f"{what} must be an integer, found {fields[1]!r}") from None
+        value = _integer(fields[1])
+        if value is None:
+            raise FormatError(path, lineno, f"{what} must be an integer of at most 32 bits, found {fields[1][:40]!r}")
         if valid is not None and value not in valid:
             raise FormatError(path, lineno, f"{what} must be one of {sorted(valid)}, found {value}")
+        _check_name(path, lineno, fields[0])
         files.append(fields[0])
         values.append(value)
     _check_unique(path, files, first_row_line=1)
@@ -191,10 +229,11 @@ def _read_table(path: Path | str, header: tuple[str, ...]) -> pd.DataFrame:
         fields = line.split()
         if len(fields) != len(columns) + 1:
             raise FormatError(path, lineno, f"expected {len(columns) + 1} fields, found {len(fields)}")
-        try:
-            values.append([int(v) for v in fields[1:]])
-        except ValueError:
-            raise FormatError(path, lineno, "values must be integers") from None
+        row = [_integer(v) for v in fields[1:]]
+        if None in row:
+            raise FormatError(path, lineno, "values must be integers of at most 32 bits")
+        _check_name(path, lineno, fields[0])
+        values.append(row)
         files.append(fields[0])
     _check_count(path, declared, len(files))
     _check_unique(path, files, first_row_line=3)
@@ -266,8 +305,14 @@ def format_table(table: pd.DataFrame, header: tuple[str, ...]) -> bytes:
 def read_kaggle_csv(path: Path | str, columns: tuple[str, ...]) -> pd.DataFrame:
     """A Kaggle CSV (``image_id`` then ``columns``), checked row by row, indexed by file name."""
     path = Path(path)
-    with open(path, newline="") as handle:
-        reader = csv.reader(handle)
+    raw = _read(path)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise FormatError(path, line, f"not UTF-8 (byte {raw[err.start]:#04x})") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
         header = next(reader, None)
         expected = ["image_id", *columns]
         if header != expected:
@@ -275,14 +320,18 @@ def read_kaggle_csv(path: Path | str, columns: tuple[str, ...]) -> pd.DataFrame:
                 path, 1, f"expected header {','.join(expected)[:80]}..., found {','.join(header or [])[:80]}"
             )
         files, values = [], []
-        for lineno, row in enumerate(reader, start=2):
+        for row in reader:
+            lineno = reader.line_num
             if len(row) != len(expected):
                 raise FormatError(path, lineno, f"expected {len(expected)} columns, found {len(row)}")
-            try:
-                values.append([int(v) for v in row[1:]])
-            except ValueError:
-                raise FormatError(path, lineno, "values must be integers") from None
+            numbers = [_integer(v) for v in row[1:]]
+            if None in numbers:
+                raise FormatError(path, lineno, "values must be integers of at most 32 bits")
+            _check_name(path, lineno, row[0])
+            values.append(numbers)
             files.append(row[0])
+    except csv.Error as err:
+        raise FormatError(path, reader.line_num, f"not a readable CSV ({err})") from None
     _check_unique(path, files, first_row_line=2)
     return pd.DataFrame(
         np.array(values, dtype=np.int32).reshape(-1, len(columns)),

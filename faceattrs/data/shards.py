@@ -25,6 +25,7 @@ from faceattrs.core.atomic import write_json
 from faceattrs.core.errors import InputError
 from faceattrs.core.parallel import imap
 from faceattrs.core.params import PreprocessParams
+from faceattrs.data import image_header
 from faceattrs.data.archive import ImageArchive
 from faceattrs.data.celeba import ATTRIBUTES
 from faceattrs.data.splits import OFFICIAL_TEST, SPLITS
@@ -90,12 +91,21 @@ def _pixels(data: bytes, spec: ImageSpec) -> tuple[np.ndarray, tuple[int, int]]:
             return np.asarray(img.convert("RGB")), img.size
 
 
+class ImageDecodeError(InputError):
+    """An image, or a stored one, whose bytes do not decode (or not to what its shard says)."""
+
+
 def encode_image(data: bytes, spec: ImageSpec, name: str = "image") -> bytes:
-    """Crop, resize and encode one image as the spec says."""
+    """Crop, resize and encode one image as the spec says; its size is checked from its header before decoding."""
+    image_header.check(data, name)
     try:
         rgb, full = _pixels(data, spec)
     except Exception as err:  # PIL raises several unrelated types for broken files
-        raise InputError(f"{name}: cannot decode image ({err}); rerun dedupe, which drops unreadable images") from None
+        raise ImageDecodeError(
+            f"{name}: cannot decode image ({err}); rerun dedupe, which drops unreadable images"
+        ) from None
+    if spec.crop and (spec.crop[2] > full[0] or spec.crop[3] > full[1]):
+        raise ImageDecodeError(f"{name}: {full[0]}x{full[1]} pixels, smaller than the crop box {list(spec.crop)}")
     return encode_pixels(rgb, spec, full)
 
 
@@ -116,10 +126,22 @@ def encode_pixels(rgb: np.ndarray, spec: ImageSpec, full: tuple[int, int] | None
     return simplejpeg.encode_jpeg(np.ascontiguousarray(pixels), quality=spec.jpeg_quality, colorsubsampling="420")
 
 
-def decode_image(data: bytes, spec: ImageSpec) -> np.ndarray:
-    """HxWx3 uint8 pixels of one stored image."""
+def decode_image(data: bytes, spec: ImageSpec, name: str = "stored image") -> np.ndarray:
+    """HxWx3 uint8 pixels of one stored image, which must be of the spec's size."""
+    try:
+        return _stored_pixels(data, spec)
+    except ValueError as err:
+        raise ImageDecodeError(f"{name}: cannot decode the stored image ({err})") from None
+
+
+def _stored_pixels(data: bytes, spec: ImageSpec) -> np.ndarray:
+    height, width = spec.size
     if spec.format == "raw":
-        return np.frombuffer(data, dtype=np.uint8).reshape(*spec.size, 3)
+        return np.frombuffer(data, dtype=np.uint8).reshape(height, width, 3)
+    # The header first: a shard from elsewhere could claim any size, and the decoder would allocate it.
+    found = simplejpeg.decode_jpeg_header(data)[:2]
+    if found != (height, width):
+        raise ValueError(f"it is {found[1]}x{found[0]}, and the shard's images are {width}x{height}")
     return simplejpeg.decode_jpeg(data)  # libjpeg-turbo, the GIL released
 
 
