@@ -185,7 +185,7 @@ def scratch_repo(tmp_path: Path) -> Path:
     """A copy of this repository's pipeline, with the tiny params, in a fresh git + DVC repo."""
     repo = tmp_path / "repo"
     repo.mkdir()
-    for name in ("dvc.yaml", "faceattrs", "stages", ".gitignore", "plots"):
+    for name in ("dvc.yaml", "faceattrs", "stages", ".gitignore", ".dvcignore", "plots"):
         src = REPO / name
         (shutil.copytree if src.is_dir() else shutil.copy)(
             src, repo / name, **({"ignore": shutil.ignore_patterns("__pycache__")} if src.is_dir() else {})
