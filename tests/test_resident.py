@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import subprocess
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -73,6 +74,9 @@ def test_resident_batches_equal_the_loader_s_bit_for_bit(tiny_shards, train):
         batches = _same_batches(loader_parts.train_batches(epoch), resident_parts.train_batches(epoch))
         assert batches == len(resident_parts.train_batches(epoch)) > 1
         assert _same_batches(loader_parts.val_batches(epoch), resident_parts.val_batches(epoch)) >= 1
+    if "subset" in train:  # only the subset's rows are decoded
+        men = shards.read_labels(tiny_shards, "train")["Male"].to_numpy()
+        assert resident_parts.train_batches(0).split.rows.tolist() == np.flatnonzero(men == 0).tolist()
     # Consecutive epochs are different permutations, as the loader's are.
     first, second = (torch.cat([rows for *_, rows in resident_parts.train_batches(e)]) for e in (0, 1))
     assert not torch.equal(first, second)
@@ -183,9 +187,6 @@ def test_each_rank_holds_only_its_share_and_the_shares_cover_the_split_once(tiny
     assert abs(len(decoded[0]) - len(decoded[1])) <= 1
 
 
-# Three processes training (84 s on a busy 2-core machine): with -m slow. The in-process share test above checks
-# each rank's tensor in the default run.
-@pytest.mark.slow
 def test_two_gloo_ranks_under_torchrun_train_on_fixed_shares(tiny_shards, tmp_path):
     params = tiny_params(model=NARROW, train={"epochs": 2, "batch_size": 16, "processes": 2, "data_on": "resident"})
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json")))

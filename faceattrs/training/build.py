@@ -157,7 +157,8 @@ def _resident_epoch(split: ResidentSplit, train: TrainParams, pool, shuffle: boo
 
 def _resident_feed(train_set: ShardDataset, val_set: ShardDataset, tp: TrainParams, world: World, pool, device) -> Feed:
     """Batches drawn by index from the splits, decoded once into the device's memory (``resident``)."""
-    rows = [held_rows(len(data), tp.seed, world, shuffle) for data, shuffle in ((train_set, True), (val_set, False))]
+    subset = torch.from_numpy(np.flatnonzero(groups.in_subset(train_set.frame, tp.subset)))  # all a pool draws from
+    rows = [held_rows(subset, tp.seed, world, True), held_rows(torch.arange(len(val_set)), tp.seed, world, False)]
     held = sum(len(r) for r in rows)
     check_fits(held * image_bytes(train_set), held, device, tp.processes)
     train = ResidentSplit.decode(train_set, rows[0], device, tp.workers)

@@ -15,12 +15,15 @@ each epoch's pool that fall in it) every epoch. The loader path deals a fresh
 permutation of the whole split to the ranks every epoch instead, so with several
 processes the two paths train on different batches. Validation keeps the loader's own
 fixed deal (every ``world.size``-th row), so both paths validate on the same images.
+With ``train.subset``, only the subset's training rows are decoded and dealt: no epoch
+draws any other.
 
 The decoding is the loader's own: ``ShardDataset`` in ``train.workers`` processes, or,
 with ``train.decode_on: device``, whole chunks of JPEGs at once on the device
 (``decode_batch``: nvJPEG on a GPU). Before any image is decoded, the splits' size is
 checked against the device's free memory (``check_fits``); a run that would not fit is
-refused in one line naming both sizes.
+refused in one line naming both sizes. The labels stage's fold models read the shards
+through the loader whatever ``train.data_on`` says.
 """
 
 from __future__ import annotations
@@ -39,19 +42,19 @@ from faceattrs.training.loader import ShardDataset, batches_per_epoch, decode_ba
 CHUNK = 1024
 
 
-def held_rows(n: int, seed: int, world: World, shuffle: bool) -> torch.Tensor:
-    """The rows of an ``n``-row split this rank holds, in order: all of them on one process.
+def held_rows(rows: torch.Tensor, seed: int, world: World, shuffle: bool) -> torch.Tensor:
+    """Which of a split's ``rows`` (those it may train on, in order) this rank holds: all of them on one process.
 
     Training (``shuffle``): every ``world.size``-th entry of a permutation fixed by the seed, the
     same every epoch. Validation: every ``world.size``-th row, the loader's own deal.
     """
     if not world.distributed:
-        return torch.arange(n)
+        return rows
     if not shuffle:
-        return torch.arange(world.rank, n, world.size)
+        return rows[world.rank :: world.size]
     # The "epoch" before the first: a stream of its own, never one of the epochs' orders.
-    dealt = torch.randperm(n, generator=epoch_generator(seed, -1))
-    return dealt[world.rank :: world.size].sort().values
+    dealt = torch.randperm(len(rows), generator=epoch_generator(seed, -1))
+    return rows[dealt[world.rank :: world.size].sort().values]
 
 
 def image_bytes(data: ShardDataset) -> int:
