@@ -1,13 +1,13 @@
-"""Resident training data (``train.data_on: resident``): each split decoded once into one uint8 NCHW tensor on the
-training device, and every epoch's batches drawn from it by index.
+"""Resident training data (train.data_on: resident): each split decoded once on the device, batches drawn by index.
 
-A GPU fed by loader processes waits for them; here an epoch's batches are gathers from
-memory the device already holds, and nothing is decoded after the first epoch. The
-batches are those of the loader path (``build._loader_feed``) on one process, bit for
-bit: the same row order (``RankSampler``'s permutation of the rows, or of the rows
+Each split is one uint8 NCHW tensor in the training device's memory. A GPU fed by
+loader processes waits for them; here an epoch's batches are gathers from memory the
+device already holds, and nothing is decoded after the first epoch. The batches are
+those of the loader path (``build._loader_feed``) on one process, bit for bit: the
+same row order (``RankSampler``'s permutation of the rows, or of the rows
 ``groups.pool`` deals), the same batch sizes and the same last-batch rule
-(``loader.drops_last``). Augmentation is not here: ``augment.prepare`` runs on each batch
-in ``model_step``, as for the loader's batches.
+(``loader.drops_last``). Augmentation is not here: ``augment.prepare`` runs on each
+batch in ``model_step``, as for the loader's batches.
 
 Under torchrun each rank holds only a share of the training split, dealt once for the
 run from a permutation fixed by the seed, and shuffles its share (or the entries of
@@ -52,7 +52,7 @@ def held_rows(rows: torch.Tensor, seed: int, world: World, shuffle: bool) -> tor
         return rows
     if not shuffle:
         return rows[world.rank :: world.size]
-    # The "epoch" before the first: a stream of its own, never one of the epochs' orders.
+    # The "epoch" before the first: a stream that no epoch of this seed draws its order from.
     dealt = torch.randperm(len(rows), generator=epoch_generator(seed, -1))
     return rows[dealt[world.rank :: world.size].sort().values]
 
