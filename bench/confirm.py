@@ -4,7 +4,8 @@ Hashes every image of a raw folder, takes the pairs within ``dedupe.max_distance
 confirms them twice: every pair registered and compared at full size (the baseline), and
 screened by thumbnails first (ours). Prints both times, the ratio, and whether any verdict
 differs. Proposed pairs grow with the square of the images of a look-alike cluster, so run
-it on a larger synthetic folder too (``bench/full_scale.py --images 24000 --keep``).
+it on a larger synthetic folder too (``bench/full_scale.py --sizes 24000 --keep``, then
+``--raw /tmp/faceattrs-full/24000/data/raw``).
 
     python bench/confirm.py [--raw data/raw]
 """

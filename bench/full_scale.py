@@ -1,11 +1,18 @@
-"""Full scale: the synthetic source at CelebA's size (202,599 images), download through preprocess, stage by stage.
+"""Full scale: the synthetic source at 6,000, 24,000 and 202,599 images (CelebA's size), the data stages one by one.
 
-Runs each stage command as DVC would, in a scratch folder, and records its wall time
-and peak memory: the largest sum, sampled every 0.2 s, of the proportional set
-sizes (PSS) of the whole process tree (the stage and its workers), which counts
-the pages forked workers share with their parent once, not once per process.
+At each size, runs each data stage's command as DVC would (download, dedupe, split,
+preprocess, labels), in a scratch folder with every default on (the look-alike
+confirmation and the no-face check of dedupe, the labels stage), and records its wall
+time, its peak memory and its cost per image. Peak memory is the largest sum, sampled
+every 0.2 s, of the proportional set sizes (PSS) of the whole process tree (the stage
+and its workers), which counts the pages forked workers share with their parent once,
+not once per process. The cost per image is the wall time less the stage's start
+(its imports, timed once on their own) over the dataset's images. Dedupe's cost per image
+at the second size may be at most 1.3 times its cost at the first (the pairs the
+hashes propose grow faster than the images; see RESULTS.md, 6).
 
-    python bench/full_scale.py [--images 202599] [--workdir /tmp/faceattrs-full] [-S preprocess.size=[224,224]]
+    python bench/full_scale.py [--sizes 6000 24000 202599] [--workdir /tmp/faceattrs-full] [-S KEY=VALUE]
+    python bench/full_scale.py --sizes 300 600      # a check that the script works
 """
 
 from __future__ import annotations
@@ -28,7 +35,10 @@ from dvc.repo import Repo
 from bench.common import machine
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ("download", "dedupe", "split", "preprocess")
+STAGES = ("download", "dedupe", "split", "preprocess", "labels")
+SIZES = (6_000, 24_000, 202_599)
+# Dedupe's cost per image at the second size against the first, at most.
+DEDUPE_GROWTH = 1.3
 
 
 def commands(stages: dict) -> dict[str, str]:
@@ -104,30 +114,73 @@ def run_stages(names, work: Path, env: dict) -> dict:
     return results
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--images", type=int, default=202_599)
-    p.add_argument("--workdir", type=Path, default=Path("/tmp/faceattrs-full"))
-    p.add_argument("-S", "--set", dest="overrides", action="append", default=[], help="params override KEY=VALUE")
-    p.add_argument("--keep", action="store_true", help="keep the scratch folder")
-    args = p.parse_args()
-    work = args.workdir
-    env = scratch_project(work, args.images, args.overrides)
-    print(f"{machine()}\nsynthetic source, {args.images:,} images, in {work}")
+def start_seconds(names, env: dict) -> dict[str, float]:
+    """Seconds each stage's process takes to start: Python and the stage's imports, timed once."""
+    starts = {}
+    for name in names:
+        began = time.perf_counter()
+        subprocess.run([sys.executable, "-c", f"import stages.{name}"], cwd=REPO, env=env, check=True)
+        starts[name] = time.perf_counter() - began
+    return starts
+
+
+def at_size(size: int, work: Path, overrides: list[str], starts: dict[str, float], keep: bool) -> dict:
+    """Every stage at ``size`` images, each with its cost per image; the scratch folder removed unless ``keep``."""
+    env = scratch_project(work, size, overrides)
+    print(f"synthetic source, {size:,} images, in {work}", flush=True)
     results = run_stages(STAGES, work, env)
+    for name, result in results.items():
+        result["ms_per_image"] = 1000 * max(result["wall_s"] - starts[name], 0.0) / size
     sizes = {
         d: sum(f.stat().st_size for f in (work / "data" / d).rglob("*") if f.is_file()) / 2**20
-        for d in ("raw", "clean", "split", "shards")
+        for d in ("raw", "clean", "split", "shards", "labels")
     }
-    print("  on disk: " + ", ".join(f"data/{d} {mb:,.0f} MB" for d, mb in sizes.items()))
-    total = sum(r["wall_s"] for r in results.values())
-    print(
-        f"  total {total:.0f} s; preprocess peak under 1 GB: "
-        f"{'yes' if results['preprocess']['peak_pss_mb'] < 1024 else 'NO'}"
-    )
-    (work / "bench.json").write_text(json.dumps(results, indent=2))
-    if not args.keep:
+    print("  on disk: " + ", ".join(f"data/{d} {mb:,.0f} MB" for d, mb in sizes.items()), flush=True)
+    if not keep:
         shutil.rmtree(work)
+    return results
+
+
+def table(results: dict[int, dict]) -> str:
+    """Stage by size: wall time, peak PSS and cost per image (less the process start)."""
+    lines = [
+        f"{'':10s}" + "".join(f" | {f'{size:,} images':^28s}" for size in results),
+        f"{'stage':10s}" + " | wall s   PSS MB  ms/image" * len(results),
+    ]
+    for name in STAGES:
+        cells = [(r[name]["wall_s"], r[name]["peak_pss_mb"], r[name]["ms_per_image"]) for r in results.values()]
+        lines.append(f"{name:10s}" + "".join(f" | {w:6.1f} {m:8,} {c:9.3f}" for w, m, c in cells))
+    totals = [sum(r[name]["wall_s"] for name in STAGES) for r in results.values()]
+    lines.append(f"{'total':10s}" + "".join(f" | {t:6.1f} {'':18s}" for t in totals))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), help="synthetic images, one run at each")
+    p.add_argument("--workdir", type=Path, default=Path("/tmp/faceattrs-full"), help="a folder per size inside")
+    p.add_argument("-S", "--set", dest="overrides", action="append", default=[], help="params override KEY=VALUE")
+    p.add_argument("--keep", action="store_true", help="keep the scratch folders")
+    args = p.parse_args()
+    print(machine(), flush=True)
+    starts = start_seconds(STAGES, stage_env(REPO))
+    print("process start: " + ", ".join(f"{name} {s:.1f} s" for name, s in starts.items()), flush=True)
+    results = {size: at_size(size, args.workdir / str(size), args.overrides, starts, args.keep) for size in args.sizes}
+    print(table(results))
+    largest = max(results)
+    under = results[largest]["preprocess"]["peak_pss_mb"] < 1024
+    print(f"preprocess peak under 1 GB at {largest:,} images: {'yes' if under else 'NO'}")
+    if len(args.sizes) > 1:
+        first, second = args.sizes[:2]
+        ratio = results[second]["dedupe"]["ms_per_image"] / max(results[first]["dedupe"]["ms_per_image"], 1e-9)
+        verdict = "met" if ratio <= DEDUPE_GROWTH else "NOT met"
+        print(
+            f"dedupe per image: {results[first]['dedupe']['ms_per_image']:.3f} ms at {first:,} images, "
+            f"{results[second]['dedupe']['ms_per_image']:.3f} ms at {second:,}: ratio {ratio:.2f}x "
+            f"(target {DEDUPE_GROWTH}x or less: {verdict})"
+        )
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    (args.workdir / "bench.json").write_text(json.dumps({"starts_s": starts, "sizes": results}, indent=2))
 
 
 if __name__ == "__main__":

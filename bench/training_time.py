@@ -1,15 +1,22 @@
-"""Time to quality: the previous default training params against the current ones, side by side on the same data.
+"""Time to quality: two training configurations side by side on the same data, on the CPU.
 
 Each configuration writes its own shards (from the pipeline's data/raw and
 data/split, so the preprocessing params may differ too), trains from scratch on
 the CPU, and is evaluated on the test split: mean accuracy over the drawn
 attributes against the noise ceiling, attributes below their majority baseline
 (in test images), and the gender-fair score. The script prints both training
-times and the ratio. ``-S key=value`` changes the candidate (the current defaults
-unless given), to try a change before it becomes the default.
+times and the ratio.
+
+``--compare defaults`` (the default): the previous default training params against
+the current ones; ``-S key=value`` changes the candidate (the current defaults unless
+given), to try a change before it becomes the default. ``--compare data_on``: the
+current params (with ``-S``) fed by the loader against resident data
+(``train.data_on``); on one process both train on the same batches, so the script
+also says whether the two models are the same, byte for byte.
 
     python bench/training_time.py                      # previous defaults against current ones
     python bench/training_time.py --only current -S train.epochs=6
+    python bench/training_time.py --compare data_on    # the loader against resident data
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pandas as pd
+import torch
 import yaml
 
 from bench.common import machine
@@ -73,6 +81,19 @@ def configuration(overrides: dict | None, sets: list[str]) -> Params:
     return parse_params(raw, "bench configuration")
 
 
+def pairs(compare: str, sets: list[str]) -> dict[str, Params]:
+    """The two configurations ``--compare`` names: the baseline first."""
+    if compare == "defaults":
+        return {"previous": configuration(copy.deepcopy(PREVIOUS), []), "current": configuration(None, sets)}
+    return {path: configuration(None, [*sets, f"train.data_on={path}"]) for path in ("loader", "resident")}
+
+
+def same_model(first: Path, second: Path) -> bool:
+    """Whether two model.pt files hold the same weights, byte for byte."""
+    a, b = (torch.load(path, weights_only=True)["state_dict"] for path in (first, second))
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def run(name: str, params: Params, raw: Path, manifest: pd.DataFrame, work: Path, truth: dict | None) -> dict:
     """Shards for ``params``, training from scratch, and the test split's quality figures."""
     folder = work / name
@@ -108,11 +129,19 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--raw", type=Path, default=Path("data/raw"))
     p.add_argument("--split", type=Path, default=Path("data/split"))
-    p.add_argument("--only", choices=["previous", "current"], help="run one configuration only")
-    add_set_option(p, "change the current configuration (repeatable)")
+    p.add_argument(
+        "--compare",
+        choices=["defaults", "data_on"],
+        default="defaults",
+        help="previous against current defaults, or the loader against resident data (train.data_on)",
+    )
+    p.add_argument("--only", help="run one configuration only: previous or current (loader or resident)")
+    add_set_option(p, "change the current configuration (both, with --compare data_on; repeatable)")
     args = p.parse_args()
     truth = truth_if_synthetic(args.raw)
-    configs = {"previous": configuration(copy.deepcopy(PREVIOUS), []), "current": configuration(None, args.sets)}
+    configs = pairs(args.compare, args.sets)
+    if args.only and args.only not in configs:
+        p.error(f"--only {args.only}: with --compare {args.compare}, one of {', '.join(configs)}")
     print(f"machine: {machine()}")
     manifest = pd.read_parquet(args.split / "manifest.parquet").sort_index()
     rows = []
@@ -123,14 +152,19 @@ def main() -> None:
             row = run(name, params, args.raw, manifest, Path(tmp), truth)
             rows.append(row)
             print(json.dumps(row), flush=True)
+        identical = len(rows) == 2 and same_model(*(Path(tmp) / name / "models" / "model.pt" for name in configs))
     frame = pd.DataFrame(rows).set_index("name")
     print(frame.round(4).to_string())
     if len(rows) == 2:
-        ratio = frame.loc["previous", "train_s"] / frame.loc["current", "train_s"]
+        base, candidate = configs
+        ratio = frame.loc[base, "train_s"] / frame.loc[candidate, "train_s"]
+        target = " (target 2x)" if args.compare == "defaults" else ""
         print(
-            f"training time: previous {frame.loc['previous', 'train_s']:.0f} s, "
-            f"current {frame.loc['current', 'train_s']:.0f} s, ratio {ratio:.2f}x (target 2x)"
+            f"training time: {base} {frame.loc[base, 'train_s']:.0f} s, "
+            f"{candidate} {frame.loc[candidate, 'train_s']:.0f} s, ratio {ratio:.2f}x{target}"
         )
+        if args.compare == "data_on":
+            print(f"the same model, byte for byte: {'yes' if identical else 'NO'}")
 
 
 if __name__ == "__main__":

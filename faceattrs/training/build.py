@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pandas as pd
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from faceattrs.core.errors import choose
 from faceattrs.core.params import (
     AugmentParams,
     LossParams,
@@ -28,6 +30,7 @@ from faceattrs.training.distributed import SINGLE, RankSampler, World
 from faceattrs.training.fit import Parts, seed_epoch
 from faceattrs.training.loader import ShardDataset, batches_per_epoch, loader
 from faceattrs.training.losses import AttributeLoss
+from faceattrs.training.resident import ResidentSplit, check_fits, held_rows, image_bytes
 from faceattrs.training.step import EpochPlan, Step, amp
 
 
@@ -111,10 +114,9 @@ def _plan(step: Step, train: TrainParams, row_weights: torch.Tensor | None, rows
 def _batches(data: ShardDataset, train: TrainParams, world: World, pool, shuffle: bool, pin: bool, epoch: int):
     """One epoch's batches of this rank's share: training ones shuffled (and pooled), validation ones in order."""
     sampler = RankSampler(len(data), train.seed, epoch, world, shuffle=shuffle, pool=pool(epoch) if pool else None)
-    size = train.batch_size if shuffle else train.batch_size * 2
     return loader(
         data,
-        batch_size=size,
+        batch_size=_batch_size(train, shuffle),
         shuffle=shuffle,
         seed=train.seed,
         epoch=epoch,
@@ -122,6 +124,60 @@ def _batches(data: ShardDataset, train: TrainParams, world: World, pool, shuffle
         pin_memory=pin,
         sampler=sampler,
     )
+
+
+def _batch_size(train: TrainParams, shuffle: bool) -> int:
+    """Training batches are ``train.batch_size``; validation ones, with no gradients to hold, twice that."""
+    return train.batch_size if shuffle else train.batch_size * 2
+
+
+@dataclass(frozen=True)
+class Feed:
+    """Where a run's batches come from (``train.data_on``)."""
+
+    train_batches: Callable[[int], Iterable]  # epoch -> this rank's training batches
+    val_batches: Callable[[int], Iterable]  # epoch -> this rank's validation batches
+    first_epoch: int  # this rank's training samples in the first epoch: the schedule counts its batches
+
+
+def _loader_feed(train_set: ShardDataset, val_set: ShardDataset, tp: TrainParams, world: World, pool, device) -> Feed:
+    """Batches decoded every epoch by a DataLoader (``train.workers`` processes) from the shards."""
+    pin = device.type == "cuda"
+    return Feed(
+        train_batches=functools.partial(_batches, train_set, tp, world, pool, True, pin),
+        val_batches=functools.partial(_batches, val_set, tp, world, None, False, pin),
+        first_epoch=len(RankSampler(len(train_set), tp.seed, 0, world, pool=pool(0))),
+    )
+
+
+def _resident_epoch(split: ResidentSplit, train: TrainParams, pool, shuffle: bool, epoch: int):
+    order = split.order(train.seed, epoch, shuffle, pool(epoch) if pool else None)
+    return split.batches(order, _batch_size(train, shuffle), shuffle)
+
+
+def _resident_feed(train_set: ShardDataset, val_set: ShardDataset, tp: TrainParams, world: World, pool, device) -> Feed:
+    """Batches drawn by index from the splits, decoded once into the device's memory (``resident``)."""
+    subset = torch.from_numpy(np.flatnonzero(groups.in_subset(train_set.frame, tp.subset)))  # all a pool draws from
+    rows = [held_rows(subset, tp.seed, world, True), held_rows(torch.arange(len(val_set)), tp.seed, world, False)]
+    held = sum(len(r) for r in rows)
+    check_fits(held * image_bytes(train_set), held, device, tp.processes)
+    train = ResidentSplit.decode(train_set, rows[0], device, tp.workers)
+    val = ResidentSplit.decode(val_set, rows[1], device, tp.workers)
+    rank = f"rank {world.rank} of {world.size}: " if world.distributed else ""
+    print(
+        f"train: {rank}{len(train):,} of {len(train_set):,} training and {len(val):,} of {len(val_set):,} "
+        f"validation images resident on {device}, {(train.nbytes + val.nbytes) / 2**20:,.1f} MB",
+        flush=True,
+    )
+    return Feed(
+        train_batches=functools.partial(_resident_epoch, train, tp, pool, True),
+        val_batches=functools.partial(_resident_epoch, val, tp, None, False),
+        first_epoch=len(train.order(tp.seed, 0, True, pool(0))),
+    )
+
+
+# train.data_on: how each epoch's batches reach the step.
+FEEDS: dict[str, Callable[..., Feed]] = {"loader": _loader_feed, "resident": _resident_feed}
 
 
 def build(
@@ -148,9 +204,9 @@ def build(
     step = make_step(params, rates, device, len(target.names), size)
     optimizer = optim.build_optimizer(step.model, params.optimizer)
     pool = functools.partial(groups.pool, train_set.frame, train_set.targets.numpy(), tp.subset, tp.balance, tp.seed)
+    feed = choose(FEEDS, tp.data_on, "train.data_on")(train_set, val_set, tp, world, pool, device)
     # Batches of one rank's share: the schedule steps once per batch on every rank.
-    first = RankSampler(len(train_set), tp.seed, 0, world, pool=pool(0))
-    steps = batches_per_epoch(len(first), tp.batch_size)
+    steps = batches_per_epoch(feed.first_epoch, tp.batch_size)
     if tp.limit_batches:
         steps = min(steps, tp.limit_batches)
     schedule = optim.build_schedule(optimizer, params.schedule, steps, tp.epochs, params.optimizer.lr)
@@ -159,9 +215,9 @@ def build(
         step=step,
         optimizer=optimizer,
         schedule=schedule,
-        train_batches=functools.partial(_batches, train_set, tp, world, pool, True, device.type == "cuda"),
+        train_batches=feed.train_batches,
         plan=functools.partial(_plan, step, tp, row_weights, len(train_set)),
-        val_batches=functools.partial(_batches, val_set, tp, world, None, False, device.type == "cuda"),
+        val_batches=feed.val_batches,
         world=world,
     )
     return Built(parts, target, train_set, rates)

@@ -79,6 +79,14 @@ class TrainParams(Section):
     decode_on: Literal["loader", "device"] = Field(
         "loader", description="device decodes the shards' JPEGs on the GPU (nvJPEG) instead of in the loader"
     )
+    data_on: Literal["loader", "resident"] = Field(
+        "loader",
+        description="resident decodes each split once into one uint8 tensor in the training device's memory and "
+        "draws every epoch's batches from it by index (the same batches as the loader on one process; under "
+        "torchrun each rank holds a fixed share, shuffled within the rank each epoch); refused in one line where "
+        "the splits do not fit in the device's free memory",
+        json_schema_extra=MACHINE,
+    )
     precision: Literal["bf16", "fp16", "fp32"] = Field(
         "bf16",
         description="autocast on a GPU (fp16 with a gradient scaler, for GPUs without bf16); the CPU computes in "
