@@ -535,7 +535,7 @@ def _home_like(prefect, home: Path) -> Path:
 
 def test_a_server_other_machines_reach_refuses_to_start_without_a_secret(tmp_path):
     # 127.0.0.2 plays another machine's address: only 127.0.0.1 and ::1 go without a secret.
-    env = {k: v for k, v in ENV.items() if k != server.AUTH_VARIABLE}
+    env = {k: v for k, v in ENV.items() if k != "FACEATTRS_PREFECT_AUTH"}
     port = _free_port()
     command = [sys.executable, "-m", "flows", "--port", str(port), "server", "--host", "127.0.0.2"]
     try:
@@ -547,7 +547,7 @@ def test_a_server_other_machines_reach_refuses_to_start_without_a_secret(tmp_pat
     assert leftover == []
     assert ran.returncode == 1 and ran.stdout == ""
     assert ran.stderr.count("\n") == 1 and ran.stderr.startswith("error: a server on 127.0.0.2 is reachable")
-    assert server.AUTH_VARIABLE in ran.stderr and "--auth-file" in ran.stderr
+    assert "FACEATTRS_PREFECT_AUTH" in ran.stderr and "--auth-file" in ran.stderr
     # The secret never goes on the command line.
     refused = subprocess.run([*command, "--auth", SECRET], cwd=REPO, env=env, capture_output=True, text=True)
     assert refused.returncode == 2 and "unrecognized arguments" in refused.stderr
@@ -616,9 +616,10 @@ def test_sigterm_stops_the_flows_server_and_leaves_nothing_serving(prefect, tmp_
         assert "Prefect server: http://127.0.0.1" in wrapper.stdout.readline()  # printed once it answers
         assert server.healthy(server.api_url(port)) and _prefect_servers_on(port)
         wrapper.send_signal(15)  # as `kill` sends it: to the command alone, not its process group
-        assert wrapper.wait(timeout=90) == 0
+        stopped = wrapper.wait(timeout=90)
         assert not server.healthy(server.api_url(port))
         assert _prefect_servers_on(port) == []
+        assert stopped == 0
     finally:
         for pid in _prefect_servers_on(port):  # an orphan the command left behind
             os.kill(pid, 9)
@@ -638,30 +639,39 @@ def _final(api: Api, run_id, timeout: float = 300):
     raise TimeoutError(f"flow run {run_id} not final in {timeout:.0f} s")
 
 
+def _one_stage_project(folder: Path, command: str) -> tuple[Path, str]:
+    """A git repository with the flows and a one-stage pipeline (``command``, reading loss.gamma); its HEAD."""
+    shutil.copytree(REPO / "flows", folder / "flows", ignore=shutil.ignore_patterns("__pycache__"))
+    (folder / "dvc.yaml").write_text(f"stages:\n  s:\n    cmd: {command}\n    params:\n      - loss.gamma\n")
+    (folder / "params.yaml").write_text("loss:\n  gamma: 0\n")
+    _git(folder, "init", "-q")
+    subprocess.run(["dvc", "init", "-q"], cwd=folder, env=ENV, check=True)
+    _git(folder, "add", "-A")
+    _git(folder, "commit", "-qm", "one stage")
+    return folder, _git(folder, "rev-parse", "HEAD").strip()
+
+
+# About 60 s on a loaded 2-core machine: a worker, a deployment and two flow runs that fail before any clone.
 def test_a_flow_run_made_through_the_api_runs_no_other_file_s_settings_and_no_other_git_remote(prefect, api, tmp_path):
     """What anyone reaching the API could send a worker: an override that rewrites dvc.yaml's commands, and a
     git remote of their own whose pipeline runs their command. The worker runs neither."""
     from flows import pool
 
-    work, bare = shared_project(scratch_repo(tmp_path), tmp_path)
-    commit = _git(work, "rev-parse", "HEAD").strip()
+    marker, planted = tmp_path / "override-ran", tmp_path / "remote-ran"
+    work, commit = _one_stage_project(tmp_path / "work", "python -c pass")
+    bare = tmp_path / "origin.git"
+    _git(tmp_path, "init", "-q", "--bare", str(bare))
+    _git(work, "push", "-q", str(bare), "HEAD:refs/heads/main")
+    hostile, theirs = _one_stage_project(tmp_path / "hostile", f"touch {planted}")
     dvc_yaml = (work / "dvc.yaml").read_text()
-    hostile, marker, planted = tmp_path / "hostile", tmp_path / "override-ran", tmp_path / "remote-ran"
-    hostile.mkdir()
-    _git(hostile, "init", "-q")
-    subprocess.run(["dvc", "init", "-q"], cwd=hostile, env=ENV, check=True)
-    (hostile / "dvc.yaml").write_text(f"stages:\n  s:\n    cmd: touch {planted}\n")
-    _git(hostile, "add", "-A")
-    _git(hostile, "commit", "-qm", "theirs")
-    theirs = _git(hostile, "rev-parse", "HEAD").strip()
 
     worker = _worker(prefect["url"], "guarded", tmp_path, bare, "--limit", "2")
     try:
         wait_for_workers(api.client, "guarded", 1)  # which creates the pool
         deployment = api.client.read_deployment_by_name(pool.deploy("guarded", str(bare), commit))
         attacks = {
-            "rewrite-dvc-yaml": (str(bare), commit, [f"dvc.yaml:stages.download.cmd='touch {marker}'"]),
-            "their-remote": (str(hostile), theirs, ["loss.gamma=1"]),
+            "rewrite-dvc-yaml": (str(bare), commit, [f"dvc.yaml:stages.s.cmd='touch {marker}'"]),
+            "their-remote": (str(hostile), theirs, []),
         }
         runs = {
             name: api.client.create_flow_run_from_deployment(

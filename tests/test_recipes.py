@@ -181,6 +181,8 @@ def test_a_bad_extra_override_is_refused_before_dvc_runs(monkeypatch, capsys, de
         ("dvc.yaml:stages.train.cmd='touch x'", "dvc.yaml:stages.train.cmd='touch x': a file prefix is not accepted"),
         ("+loss.extra=1", "-S +loss.extra=1: Hydra's +, ++ and ~ are not accepted"),
         ("~loss.gamma", "-S ~loss.gamma: Hydra's +, ++ and ~ are not accepted"),
+        # Resolved by DVC, an interpolation would write this machine's environment into the experiment's params.
+        ("data.local.path=${oc.env:HOME}", "-S data.local.path=${oc.env:HOME}: an interpolation"),
     ):
         with pytest.raises(SystemExit) as done:
             cli.main(["recipe", "resnext50-mse-adamax", "--run", "--params", str(defaults), "-S", bad])
