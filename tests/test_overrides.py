@@ -124,3 +124,17 @@ def test_a_worker_runs_a_point_only_from_its_own_git_remote_at_a_commit_with_par
         check_point(remote, commit, "p", [], None)
     # The worker's --git-remote and the sweep's remote name one remote alike, relative or not.
     assert normal_url("origin.git", tmp_path) == remote and normal_url("ssh://host/x.git") == "ssh://host/x.git"
+
+
+def test_the_pipeline_and_sweep_flows_refuse_an_override_before_anything_runs(tmp_path):
+    # A deployment's flow run takes its parameters from whoever created it: the flows check them first.
+    from flows.pipeline import pipeline
+    from flows.sweep import sweep
+
+    hostile = "dvc.yaml:stages.download.cmd='touch /tmp/owned'"
+    with pytest.raises(BadOverride, match="a file prefix is not accepted"):
+        pipeline.fn(repo=str(tmp_path), overrides=[hostile])
+    with pytest.raises(BadOverride, match=r"^-S \+stages\.download\.cmd=touch: Hydra's"):
+        sweep.fn(grid=["loss.gamma=[0,1]"], fixed=["+stages.download.cmd=touch"], repo=str(tmp_path))
+    with pytest.raises(BadOverride, match=r"^-g stages\.download\.cmd=touch: unknown params key"):
+        sweep.fn(grid=["stages.download.cmd=touch"], repo=str(tmp_path))
