@@ -15,6 +15,7 @@ workers: FACEATTRS_PREFECT_AUTH=SECRET, or --auth-file PATH (the secret on its f
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import signal
 import subprocess
@@ -119,16 +120,12 @@ def _server(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
 
-    def start() -> subprocess.Popen:
-        process = server.start(HOME, args.port, host=args.host, auth=auth, tied=True)
-        print(
-            f"Prefect server: http://{server.advertised(args.host)}:{args.port} bound to {args.host} "
-            f"(PREFECT_HOME={HOME}{'; clients and workers need its secret' if auth else ''}); Ctrl-C stops it",
-            flush=True,
-        )
-        return process
-
-    return _until_signalled(start, server.stop)
+    started = (
+        f"Prefect server: http://{server.advertised(args.host)}:{args.port} bound to {args.host} "
+        f"(PREFECT_HOME={HOME}{'; clients and workers need its secret' if auth else ''}); Ctrl-C stops it"
+    )
+    start = functools.partial(server.start, HOME, args.port, host=args.host, auth=auth, tied=True)
+    return _until_signalled(start, server.stop, started)
 
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -138,11 +135,14 @@ class _Stopped(Exception):
     """A signal asked this command to stop."""
 
 
-def _until_signalled(start: Callable[[], subprocess.Popen], stop: Callable[[subprocess.Popen], None]) -> int:
-    """Run what ``start`` starts until it ends, or until SIGINT, SIGTERM or SIGHUP, which ``stop`` it (0 then).
+def _until_signalled(
+    start: Callable[[], subprocess.Popen], stop: Callable[[subprocess.Popen], None], started: str = ""
+) -> int:
+    """Run what ``start`` starts until it ends, or until SIGINT, SIGTERM or SIGHUP, which ``stop`` it (0 then);
+    print ``started`` once it runs.
 
     The signals count from before ``start``: one that comes while it starts interrupts it, and
-    ``server.start`` stops what it started when interrupted. Whatever happens, ``stop`` runs.
+    ``server.start`` stops what it started when interrupted. Once started, whatever happens, ``stop`` runs.
     """
 
     def stopping(signum, frame):
@@ -153,6 +153,8 @@ def _until_signalled(start: Callable[[], subprocess.Popen], stop: Callable[[subp
     process = None
     try:
         process = start()
+        if started:
+            print(started, flush=True)
         return process.wait()
     except _Stopped:
         return 0
