@@ -651,7 +651,7 @@ def _one_stage_project(folder: Path, command: str) -> tuple[Path, str]:
     return folder, _git(folder, "rev-parse", "HEAD").strip()
 
 
-# About 60 s on a loaded 2-core machine: a worker, a deployment and two flow runs that fail before any clone.
+# About a minute here (57-73 s on two shared cores): a worker, a deployment, two flow runs refused before any clone.
 def test_a_flow_run_made_through_the_api_runs_no_other_file_s_settings_and_no_other_git_remote(prefect, api, tmp_path):
     """What anyone reaching the API could send a worker: an override that rewrites dvc.yaml's commands, and a
     git remote of their own whose pipeline runs their command. The worker runs neither."""
