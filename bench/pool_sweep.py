@@ -96,6 +96,7 @@ def sweep(
 
     since = time.time()
     command = [sys.executable, "-m", "flows", "worker", "--pool", POOL, "--limit", "1"]
+    command += ["--git-remote", str(root.parent / "origin.git")]  # the remote project() pushed to
     command += ["--api-url", env["PREFECT_API_URL"], *(["--threads", str(threads)] if threads else [])]
     started = [
         subprocess.Popen(

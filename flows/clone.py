@@ -17,12 +17,19 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from faceattrs.core.errors import InputError
+from faceattrs.core.overrides import check_all
 from flows import queue
 from flows.dvcrun import DvcError, dvc_env
 
 GIT = ["git", "-c", "advice.detachedHead=false"]
 # A clone's remote is always this name, whatever the remote was called where the sweep started.
 ORIGIN = "origin"
+# The one git remote a worker's points may clone: `python -m flows worker --git-remote URL` sets it for its flow runs.
+REMOTE_VARIABLE = "FACEATTRS_GIT_REMOTE"
+# What a point's commit and experiment name may be: they become git and DVC arguments and a folder's name.
+COMMIT = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")  # SHA-1, or SHA-256
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 TAIL = 40  # lines of a failed command's output kept in its error
 # How a stage reports bad input (faceattrs.core.stage.run): one line, maybe indented details after it.
 STAGE_ERROR = re.compile(r"^[a-z_]+: error: ")
@@ -30,6 +37,11 @@ STAGE_ERROR = re.compile(r"^[a-z_]+: error: ")
 
 class PointFailed(RuntimeError):
     """A sweep point that did not produce a pushed experiment."""
+
+
+class PointRefused(PointFailed):
+    """A sweep point this worker will not run: another git remote than its own, or an argument that is no
+    commit, experiment name or params override."""
 
 
 def _run(args: list[str], cwd: Path, what: str, log: Callable[[str], None] | None = None) -> str:
@@ -75,9 +87,14 @@ def remote_url(repo: Path, remote: str = ORIGIN) -> str:
             f"{repo} has no git remote {remote!r}: a sweep on a work pool clones the project from its git remote "
             f"(git remote add {remote} URL, then git push {remote})"
         ) from err
+    return normal_url(url, repo)
+
+
+def normal_url(url: str, base: Path | None = None) -> str:
+    """``url`` as a sweep and its workers both write it: a URL as it is, a local path absolute (from ``base``)."""
     if re.match(r"^[\w+.-]+://|^[\w.-]+@[\w.-]+:", url):  # ssh://, https://, file://, user@host:path
         return url
-    return str((repo / url).resolve())
+    return str(((base or Path.cwd()) / url).resolve())
 
 
 def head_commit(repo: Path) -> str:
@@ -105,12 +122,32 @@ def ensure_on_remote(repo: Path, url: str, commit: str) -> None:
 
 
 def _clone(url: str, commit: str, into: Path) -> Path:
-    _run([*GIT, "clone", "-q", "--no-checkout", url, str(into)], into.parent, f"git clone {url}")
+    _run([*GIT, "clone", "-q", "--no-checkout", "--", url, str(into)], into.parent, f"git clone {url}")
     try:
         _git(into, "checkout", "-q", "--detach", commit)
     except DvcError as err:
         raise PointFailed(f"commit {commit[:10]} is not on the git remote {url}: {err}") from err
     return into
+
+
+def check_point(url: str, commit: str, name: str, overrides: list[str], remote: str | None) -> None:
+    """Raise PointRefused unless ``url`` is this worker's own git remote ``remote``, ``commit`` a full commit
+    hash, ``name`` an experiment name and each override one params key (faceattrs.core.overrides)."""
+    if remote is None:
+        raise PointRefused(
+            f"this worker clones no git remote: start it with `python -m flows worker --git-remote URL` "
+            f"(it would have cloned {url})"
+        )
+    if url != normal_url(remote):
+        raise PointRefused(f"git remote {url} refused: this worker clones only {normal_url(remote)}")
+    if not COMMIT.fullmatch(commit):
+        raise PointRefused(f"commit {commit!r} refused: a point runs a full commit hash")
+    if not NAME.fullmatch(name):
+        raise PointRefused(f"experiment name {name!r} refused: letters, digits, '-' and '_' only")
+    try:
+        check_all(overrides)
+    except InputError as err:
+        raise PointRefused(f"{name}: {err}") from None
 
 
 def run_point(
@@ -120,14 +157,17 @@ def run_point(
     overrides: list[str],
     log: Callable[[str], None] = print,
     workdir: Path | None = None,
+    remote: str | None = None,
 ) -> tuple[dict, dict[str, float]]:
     """Run one point as the DVC experiment ``name`` in a fresh clone at ``commit`` and push it.
 
     Returns its metrics as `dvc exp show --json` keys them, and the seconds each step
-    took. The clone lives in a temporary folder (under ``workdir`` if given) removed at
-    the end, whatever happened; a failure raises PointFailed with the failed command's
-    last lines.
+    took. Before anything runs, the point is checked (``check_point``): ``url`` must be
+    this worker's git remote ``remote``, whatever the flow run's parameters say. The clone
+    lives in a temporary folder (under ``workdir`` if given) removed at the end, whatever
+    happened; a failure raises PointFailed with the failed command's last lines.
     """
+    check_point(url, commit, name, overrides, remote)
     seconds: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix=f"faceattrs-{name}-", dir=workdir) as tmp:
         start = time.perf_counter()

@@ -21,6 +21,7 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NO_CACHE
 
+from faceattrs.core.overrides import check_all
 from flows import results
 from flows.dvcrun import DvcRun, planned_stages
 
@@ -137,10 +138,12 @@ def publish_results(repo: Path, against: str = "HEAD") -> None:
 @flow(name="faceattrs-pipeline", log_prints=True)
 def pipeline(repo: str = ".", overrides: list[str] | None = None, experiment: str | None = None) -> dict[str, str]:
     """Reproduce the DVC pipeline in ``repo``; with ``overrides`` (``loss.gamma=3``) or a name, as a DVC experiment."""
+    # Parameters may come from anyone who reaches the Prefect API: each one a params key, before DVC sees it.
+    overrides = check_all(overrides or [])
     root = Path(repo).resolve()
     stages = planned_stages(root)
     logger = get_run_logger()
-    args = dvc_args(list(overrides or []), experiment)
+    args = dvc_args(overrides, experiment)
     logger.info("dvc " + " ".join(args) + " | stages in DVC's order: " + ", ".join(stages))
     run = _Run(root, args, stages)
     statuses: dict[str, str] = {}

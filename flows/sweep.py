@@ -11,9 +11,6 @@ the points by validation accuracy, so the test split is not used to choose.
 
 from __future__ import annotations
 
-import itertools
-import json
-import re
 import time
 from pathlib import Path
 
@@ -26,34 +23,7 @@ from prefect.artifacts import (
 )
 
 from flows import clone, pool, queue, results
-
-
-def parse_grid(specs: list[str]) -> dict[str, list]:
-    """``["loss.gamma=[0,1,2]", "augment.mixup_alpha=0.2"]`` as {key: values}; values are YAML/JSON scalars."""
-    grid: dict[str, list] = {}
-    for spec in specs:
-        key, sep, values = spec.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"grid entry {spec!r}: expected key=[v1,v2,...] or key=value")
-        text = values.strip()
-        try:
-            parsed = json.loads(text if text.startswith("[") else f"[{text}]")
-        except json.JSONDecodeError:
-            parsed = [v.strip() for v in text.strip("[]").split(",") if v.strip()]
-        if not parsed:
-            raise ValueError(f"grid entry {spec!r}: no values")
-        grid[key.strip()] = parsed
-    return grid
-
-
-def points(grid: dict[str, list]) -> list[dict]:
-    return [dict(zip(grid, combo, strict=True)) for combo in itertools.product(*grid.values())]
-
-
-def point_name(prefix: str, point: dict) -> str:
-    """A DVC experiment name from the point's values (letters, digits, dashes)."""
-    parts = [f"{key.split('.')[-1]}{value}" for key, value in point.items()]
-    return re.sub(r"[^A-Za-z0-9-]+", "-", "-".join([prefix, *parts])).strip("-").lower()
+from flows.grid import checked, point_name, point_overrides, points
 
 
 def comparison(rows: list[dict]) -> list[dict]:
@@ -61,11 +31,6 @@ def comparison(rows: list[dict]) -> list[dict]:
     done = sorted((r for r in rows if r["status"] == "completed"), key=lambda r: -r["val_mean_accuracy"])
     failed = [r for r in rows if r["status"] != "completed"]
     return [{"best": "★" if i == 0 else "", **r} for i, r in enumerate(done)] + [{"best": "", **r} for r in failed]
-
-
-def point_overrides(fixed: list[str], point: dict) -> list[str]:
-    """A point's ``-S`` values: the settings every point shares, then the point's own."""
-    return [*fixed, *(f"{key}={value}" for key, value in point.items())]
 
 
 def _on_queue(
@@ -156,10 +121,12 @@ def sweep(
     Without ``work_pool``, DVC's queue runs ``jobs`` experiments at a time here; with it,
     each point is a flow run on that pool, cloned from ``git_remote`` at the current commit.
     """
+    # Parameters may come from anyone who reaches the Prefect API: each one a params key, before DVC sees it.
+    values = checked(grid, fixed or [])
     logger = get_run_logger()
     prefix = prefix or time.strftime("sweep%m%d-%H%M%S")
     root = Path(repo).resolve()
-    named = [(point_name(prefix, point), point) for point in points(parse_grid(grid))]
+    named = [(point_name(prefix, point), point) for point in points(values)]
     progress = create_progress_artifact(0.0, key="sweep-progress", description="Points of the sweep finished")
     if work_pool:
         final, url = _on_pool(root, named, fixed or [], work_pool, git_remote, progress, logger)
@@ -187,7 +154,7 @@ def sweep(
     )
     failed = [r["experiment"] for r in rows if r["status"] != "completed"]
     create_markdown_artifact(
-        f"# Sweep over {', '.join(parse_grid(grid))}\n\n{len(rows) - len(failed)} of {len(rows)} points completed"
+        f"# Sweep over {', '.join(values)}\n\n{len(rows) - len(failed)} of {len(rows)} points completed"
         + (f"; failed: {', '.join(failed)}" if failed else "")
         + f"; {fetch}.\n\nCompare them with "
         "`dvc exp show --only-changed` or `dvc plots diff " + " ".join(name for name, _ in named) + "`.\n",

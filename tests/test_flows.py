@@ -14,8 +14,9 @@ import pytest
 
 from flows import server
 from flows.dvcrun import planned_stages
+from flows.grid import parse_grid, point_name, points
 from flows.pool import wait_for_workers
-from flows.sweep import comparison, parse_grid, point_name, points
+from flows.sweep import comparison
 from tests.browser import CHROMIUM, browser_page
 from tests.conftest import REPO
 from tests.test_stages import ENV, scratch_repo
@@ -35,7 +36,12 @@ def prefect(tmp_path_factory):
     home = tmp_path_factory.mktemp("prefect-home")
     port = _free_port()
     process = server.start(home, port)
-    yield {"url": server.api_url(port), "ui": f"http://127.0.0.1:{port}", "env": server.server_env(home, port)}
+    yield {
+        "url": server.api_url(port),
+        "ui": f"http://127.0.0.1:{port}",
+        "env": server.server_env(home, port),
+        "home": home,
+    }
     server.stop(process)
     assert not server.healthy(server.api_url(port))
 
@@ -56,11 +62,11 @@ def _flows(prefect, *args: str, cwd: Path = REPO) -> subprocess.CompletedProcess
 class Api:
     """Reads what the flows left on the server."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, auth: str | None = None):
         from prefect.client.orchestration import get_client
-        from prefect.settings import PREFECT_API_URL, temporary_settings
+        from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
-        self._settings = temporary_settings({PREFECT_API_URL: url})
+        self._settings = temporary_settings({PREFECT_API_URL: url, PREFECT_API_AUTH_STRING: auth})
         self._settings.__enter__()
         self.client = get_client(sync_client=True)
         self.client.__enter__()
@@ -307,7 +313,7 @@ def test_no_stage_imports_prefect():
 
 
 def test_a_worker_started_by_the_flows_cli_joins_its_pool_on_the_projects_server(prefect, api):
-    process = _worker(prefect, "remote-gpus", REPO)
+    process = _worker(prefect["url"], "remote-gpus", REPO, REPO)
     try:
         wait_for_workers(api.client, "remote-gpus", 1)
         assert api.client.read_work_pool("remote-gpus").type == "process"
@@ -398,10 +404,13 @@ def _git(repo: Path, *args: str) -> str:
     return subprocess.run(command, cwd=repo, capture_output=True, text=True, check=True).stdout
 
 
-def _worker(prefect, pool: str, cwd: Path) -> subprocess.Popen:
-    env = {k: v for k, v in ENV.items() if k != "PREFECT_API_URL"}
+def _worker(url: str, pool: str, cwd: Path, remote: Path, *more: str, env: dict | None = None) -> subprocess.Popen:
+    """`python -m flows worker` of ``pool`` against the server at ``url``, cloning only ``remote``, one run at a time
+    unless ``more`` says otherwise; its output in ``stdout``."""
+    env = {k: v for k, v in (env or ENV).items() if k != "PREFECT_API_URL"}
+    command = ["worker", "--pool", pool, "--api-url", url, "--git-remote", str(remote), "--limit", "1", *more]
     return subprocess.Popen(
-        [sys.executable, "-m", "flows", "worker", "--pool", pool, "--api-url", prefect["url"], "--limit", "1"],
+        [sys.executable, "-m", "flows", *command],
         cwd=cwd,
         env={**env, "PREFECT_WORKER_HEARTBEAT_SECONDS": "2", "PREFECT_WORKER_QUERY_SECONDS": "2"},
         stdout=subprocess.PIPE,
@@ -421,7 +430,7 @@ def test_a_sweep_on_a_work_pool_runs_each_point_in_a_clone_and_its_experiments_c
     params_before = (work / "params.yaml").read_bytes()
     head_before = _git(work, "rev-parse", "HEAD")
 
-    workers = [_worker(prefect, "sweep-pool", tmp_path) for _ in range(2)]
+    workers = [_worker(prefect["url"], "sweep-pool", tmp_path, bare) for _ in range(2)]
     try:
         wait_for_workers(api.client, "sweep-pool", 2)
         # gamma -1 is refused by the params schema when train runs: that point fails, the others complete.
@@ -491,3 +500,196 @@ def test_a_sweep_on_a_work_pool_runs_each_point_in_a_clone_and_its_experiments_c
     checked = subprocess.run(["dvc", "pull", "train"], cwd=third, env=ENV, capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert (third / "data/models").is_dir() and any((third / "data/models").iterdir())
+
+
+# ---------------------------------------------------------------- sharing a server: the secret, signals, what runs
+
+
+SECRET = "admin:correct-horse-battery-staple"
+
+
+def _prefect_servers_on(port: int) -> list[int]:
+    """The ids of the `prefect server start` processes serving ``port``, from their command lines."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().decode(errors="replace").split("\0")
+        except OSError:  # ended while listed
+            continue
+        serving = "--port" in args and args[args.index("--port") + 1 :][:1] == [str(port)]
+        if serving and "server" in args and "start" in args and any(a.endswith("prefect") for a in args):
+            found.append(int(cmdline.parent.name))
+    return found
+
+
+def _home_like(prefect, home: Path) -> Path:
+    """``home`` as a PREFECT_HOME whose database is a copy of the module's server's, so a server started there
+    skips the minute of migrations a new database takes on a loaded machine."""
+    import sqlite3
+
+    home.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(prefect["home"] / "prefect.db") as source, sqlite3.connect(home / "prefect.db") as copy:
+        source.backup(copy)  # consistent while the module's server writes to it
+    return home
+
+
+def test_a_server_other_machines_reach_refuses_to_start_without_a_secret(tmp_path):
+    # 127.0.0.2 plays another machine's address: only 127.0.0.1 and ::1 go without a secret.
+    env = {k: v for k, v in ENV.items() if k != "FACEATTRS_PREFECT_AUTH"}
+    port = _free_port()
+    command = [sys.executable, "-m", "flows", "--port", str(port), "server", "--host", "127.0.0.2"]
+    try:
+        ran = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        leftover = _prefect_servers_on(port)
+        for pid in leftover:  # what the command left serving, were it to start one
+            os.kill(pid, 9)
+    assert leftover == []
+    assert ran.returncode == 1 and ran.stdout == ""
+    assert ran.stderr.count("\n") == 1 and ran.stderr.startswith("error: a server on 127.0.0.2 is reachable")
+    assert "FACEATTRS_PREFECT_AUTH" in ran.stderr and "--auth-file" in ran.stderr
+    # The secret never goes on the command line.
+    refused = subprocess.run([*command, "--auth", SECRET], cwd=REPO, env=env, capture_output=True, text=True)
+    assert refused.returncode == 2 and "unrecognized arguments" in refused.stderr
+
+
+def test_a_server_on_a_network_address_lets_in_only_clients_and_workers_with_its_secret(prefect, tmp_path, monkeypatch):
+    import urllib.error
+    import urllib.request
+
+    from flows.__main__ import NoServer, _use_server  # what `python -m flows sweep|pipeline|serve` call
+
+    port = _free_port()
+    url = server.api_url(port, "127.0.0.2")
+    process = server.start(_home_like(prefect, tmp_path / "home"), port, host="127.0.0.2", auth=SECRET)
+    env = {k: v for k, v in ENV.items() if k not in (server.AUTH_VARIABLE, server.CLIENT_AUTH)}
+    monkeypatch.setattr(os, "environ", env.copy())  # what _use_server sets stays in this test
+    try:
+        # Anyone who reaches the address: no API call without the secret, only the health check.
+        listing = urllib.request.Request(f"{url}/work_pools/filter", data=b"{}", method="POST")
+        listing.add_header("Content-Type", "application/json")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(listing, timeout=30)
+        assert refused.value.code == 401
+        assert server.healthy(url) and not server.lets_in(url, None) and not server.lets_in(url, "admin:guess")
+
+        # A worker without the secret says so and stops; so does a sweep or pipeline with a wrong one.
+        command = ["worker", "--pool", "shared", "--api-url", url, "--git-remote", str(REPO)]
+        alone = subprocess.run(
+            [sys.executable, "-m", "flows", *command], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert alone.returncode == 1
+        assert f"the Prefect server at {url} refuses clients without its secret" in alone.stderr
+        with pytest.raises(NoServer, match="refuses this secret"):
+            _use_server(port, url, required=True, auth="admin:guess")
+
+        # The secret from a file: the client that a sweep, a pipeline or a worker makes is let in.
+        secret_file = tmp_path / "secret"
+        secret_file.write_text(SECRET + "\n")
+        _use_server(port, url, required=True, auth=server.secret(secret_file))
+        assert os.environ[server.CLIENT_AUTH] == SECRET and os.environ["PREFECT_API_URL"] == url
+        api = Api(url, os.environ[server.CLIENT_AUTH])
+        try:
+            made = api.client.create_flow_from_name("shared-flow")
+            assert api.client.read_flow(made).name == "shared-flow"
+        finally:
+            api.close()
+    finally:
+        server.stop(process)
+
+
+def test_sigterm_stops_the_flows_server_and_leaves_nothing_serving(prefect, tmp_path):
+    # The command in a folder of its own, so its PREFECT_HOME (the project's .prefect/) is there too.
+    shutil.copytree(REPO / "flows", tmp_path / "flows", ignore=shutil.ignore_patterns("__pycache__"))
+    _home_like(prefect, tmp_path / ".prefect")
+    port = _free_port()
+    wrapper = subprocess.Popen(
+        [sys.executable, "-m", "flows", "--port", str(port), "server"],
+        cwd=tmp_path,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert "Prefect server: http://127.0.0.1" in wrapper.stdout.readline()  # printed once it answers
+        assert server.healthy(server.api_url(port)) and _prefect_servers_on(port)
+        wrapper.send_signal(15)  # as `kill` sends it: to the command alone, not its process group
+        stopped = wrapper.wait(timeout=90)
+        assert not server.healthy(server.api_url(port))
+        assert _prefect_servers_on(port) == []
+        assert stopped == 0
+    finally:
+        for pid in _prefect_servers_on(port):  # an orphan the command left behind
+            os.kill(pid, 9)
+        if wrapper.poll() is None:
+            os.killpg(wrapper.pid, 9)
+
+
+def _final(api: Api, run_id, timeout: float = 300):
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        state = api.client.read_flow_run(run_id).state
+        if state is not None and state.is_final():
+            return state
+        time.sleep(2)
+    raise TimeoutError(f"flow run {run_id} not final in {timeout:.0f} s")
+
+
+def _one_stage_project(folder: Path, command: str) -> tuple[Path, str]:
+    """A git repository with the flows and a one-stage pipeline (``command``, reading loss.gamma); its HEAD."""
+    shutil.copytree(REPO / "flows", folder / "flows", ignore=shutil.ignore_patterns("__pycache__"))
+    (folder / "dvc.yaml").write_text(f"stages:\n  s:\n    cmd: {command}\n    params:\n      - loss.gamma\n")
+    (folder / "params.yaml").write_text("loss:\n  gamma: 0\n")
+    _git(folder, "init", "-q")
+    subprocess.run(["dvc", "init", "-q"], cwd=folder, env=ENV, check=True)
+    _git(folder, "add", "-A")
+    _git(folder, "commit", "-qm", "one stage")
+    return folder, _git(folder, "rev-parse", "HEAD").strip()
+
+
+# About a minute here (57-73 s on two shared cores): a worker, a deployment, two flow runs refused before any clone.
+def test_a_flow_run_made_through_the_api_runs_no_other_file_s_settings_and_no_other_git_remote(prefect, api, tmp_path):
+    """What anyone reaching the API could send a worker: an override that rewrites dvc.yaml's commands, and a
+    git remote of their own whose pipeline runs their command. The worker runs neither."""
+    from flows import pool
+
+    marker, planted = tmp_path / "override-ran", tmp_path / "remote-ran"
+    work, commit = _one_stage_project(tmp_path / "work", "python -c pass")
+    bare = tmp_path / "origin.git"
+    _git(tmp_path, "init", "-q", "--bare", str(bare))
+    _git(work, "push", "-q", str(bare), "HEAD:refs/heads/main")
+    hostile, theirs = _one_stage_project(tmp_path / "hostile", f"touch {planted}")
+    dvc_yaml = (work / "dvc.yaml").read_text()
+
+    worker = _worker(prefect["url"], "guarded", tmp_path, bare, "--limit", "2")
+    try:
+        wait_for_workers(api.client, "guarded", 1)  # which creates the pool
+        deployment = api.client.read_deployment_by_name(pool.deploy("guarded", str(bare), commit))
+        attacks = {
+            "rewrite-dvc-yaml": (str(bare), commit, [f"dvc.yaml:stages.s.cmd='touch {marker}'"]),
+            "their-remote": (str(hostile), theirs, []),
+        }
+        runs = {
+            name: api.client.create_flow_run_from_deployment(
+                deployment.id,
+                parameters={"git_url": url, "commit": sha, "name": name, "overrides": overrides},
+                name=name,
+            )
+            for name, (url, sha, overrides) in attacks.items()
+        }
+        states = {name: _final(api, run.id) for name, run in runs.items()}
+    finally:
+        os.killpg(worker.pid, 15)
+        out = worker.communicate(timeout=180)[0]
+    assert not marker.exists() and not planted.exists(), out
+    assert all(state.is_failed() for state in states.values()), {n: s.message for n, s in states.items()}
+    messages = {name: state.message or "" for name, state in states.items()}
+    assert "a file prefix is not accepted" in messages["rewrite-dvc-yaml"], messages
+    assert f"git remote {hostile} refused: this worker clones only {bare}" in messages["their-remote"], messages
+    # Refused before any clone or DVC command: nothing reached the git remote, nothing changed here.
+    assert "refs/exps" not in _git(bare, "for-each-ref")
+    assert (work / "dvc.yaml").read_text() == dvc_yaml

@@ -179,8 +179,8 @@ def _free_port(host: str) -> int:
 
 
 def test_a_sweep_with_fixed_settings_runs_on_a_pool_whose_server_is_on_another_machine(reproduced_repo, tmp_path):
-    """The server on 127.0.0.2 (another machine), a worker and the sweep pointed at it with --api-url; every
-    point carries the sweep's -S settings besides its own grid values."""
+    """The server on 127.0.0.2 (another machine), with a secret, a worker and the sweep pointed at it with
+    --api-url; every point carries the sweep's -S settings besides its own grid values."""
     from flows import server
     from tests.test_flows import _git, shared_project
 
@@ -188,11 +188,13 @@ def test_a_sweep_with_fixed_settings_runs_on_a_pool_whose_server_is_on_another_m
     host = "127.0.0.2"
     port = _free_port(host)
     url = server.api_url(port, host)
-    process = server.start(tmp_path / "prefect", port, host=host)
-    env = {k: v for k, v in ENV.items() if not k.startswith("PREFECT_API")}
+    # Off the loopback the server needs a secret, and the worker and the sweep give it.
+    secret = "admin:journey-secret"
+    process = server.start(tmp_path / "prefect", port, host=host, auth=secret)
+    env = {k: v for k, v in ENV.items() if not k.startswith("PREFECT_API")} | {server.AUTH_VARIABLE: secret}
     flows = [sys.executable, "-m", "flows"]
     worker = subprocess.Popen(
-        [*flows, "worker", "--pool", "far", "--api-url", url, "--limit", "1"],
+        [*flows, "worker", "--pool", "far", "--api-url", url, "--git-remote", str(bare), "--limit", "1"],
         cwd=REPO,
         env={**env, "PREFECT_WORKER_HEARTBEAT_SECONDS": "2", "PREFECT_WORKER_QUERY_SECONDS": "2"},
         stdout=subprocess.PIPE,

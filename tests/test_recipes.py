@@ -176,7 +176,13 @@ def test_a_bad_extra_override_is_refused_before_dvc_runs(monkeypatch, capsys, de
     monkeypatch.setattr(subprocess, "call", lambda cmd: ran.append(cmd) or 0)
     for bad, message in (
         ("loss.gamma=-1", "loss.gamma: Input should be greater than or equal to 0"),
-        ("loss.gama=1", "recipe resnext50-mse-adamax: -S loss.gama=1: Could not override 'loss.gama'"),
+        ("loss.gama=1", "-S loss.gama=1: unknown params key loss.gama; valid keys of loss: name, gamma"),
+        # What DVC would apply to another file, or as a key to add or delete: never passed on.
+        ("dvc.yaml:stages.train.cmd='touch x'", "dvc.yaml:stages.train.cmd='touch x': a file prefix is not accepted"),
+        ("+loss.extra=1", "-S +loss.extra=1: Hydra's +, ++ and ~ are not accepted"),
+        ("~loss.gamma", "-S ~loss.gamma: Hydra's +, ++ and ~ are not accepted"),
+        # Resolved by DVC, an interpolation would write this machine's environment into the experiment's params.
+        ("data.local.path=${oc.env:HOME}", "-S data.local.path=${oc.env:HOME}: an interpolation"),
     ):
         with pytest.raises(SystemExit) as done:
             cli.main(["recipe", "resnext50-mse-adamax", "--run", "--params", str(defaults), "-S", bad])

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
-import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +11,7 @@ import yaml
 from pydantic import BaseModel
 
 from faceattrs.core.errors import UnknownChoice
+from faceattrs.core.overrides import check_all, hydra_value
 from faceattrs.core.params import Params, ParamsError, load_params, parse_params
 
 # Package data, so an installed faceattrs has its recipes wherever it runs.
@@ -78,6 +77,7 @@ def resolve(name: str, params_file: Path, extra: Sequence[str] = (), folder: Pat
     raw = _merge(Params().model_dump(mode="json"), load(name, folder))
     for key in users_keys():
         _set(raw, key, _at(users, key))
+    check_all(extra)  # a params key each, nothing DVC would read as another file or a key to add
     if extra:
         from dvc.exceptions import InvalidArgumentError
         from dvc.utils.hydra import apply_overrides
@@ -138,21 +138,6 @@ def _has(raw: dict, key: str) -> bool:
     return True
 
 
-def hydra_value(value) -> str:
-    """A params value (as JSON has it) in Hydra's override syntax, as ``dvc exp run -S key=VALUE`` reads it."""
-    if isinstance(value, dict):
-        return "{" + ",".join(f"{k}:{hydra_value(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(hydra_value(v) for v in value) + "]"
-    if value is None:  # Hydra's null: a recipe's `crop: null` keeps the whole image
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):  # Hydra reads a bare word as it is; anything else (~Male, a ^ b) needs quotes
-        return value if re.fullmatch(r"[\w.\-/]+", value) else json.dumps(value)
-    return str(value)
-
-
 def command(
     name: str,
     params_file: Path,
@@ -176,7 +161,7 @@ def command(
         *flags,
         "-n",
         experiment or name,
-        *[arg for o in overrides(params_file, wanted) for arg in ("-S", o)],
+        *[arg for o in check_all(overrides(params_file, wanted)) for arg in ("-S", o)],
     ]
 
 
