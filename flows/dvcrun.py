@@ -1,29 +1,22 @@
-"""One DVC command run in the background, its output split by stage, each stage's outcome read from dvc.lock.
+"""The pipeline as DVC sees it, and one DVC command per stage, its output streamed and its outcome read from dvc.lock.
 
-Pure Python (no Prefect): the flows hand each stage's lines to its own task. The
-plan comes from DVC's own stage graph (``Repo.index.graph``, in the post-order DVC
-runs it), and whether a stage ran or was up to date from its entry in ``dvc.lock``
-before and after, never from DVC's console wording. The console is read only to
-route each line of live output to the task of the stage that printed it.
+Pure Python (no Prefect). The plan comes from DVC's own stage graph (``Repo.index.graph``,
+in the post-order DVC runs it), each stage's role from what dvc.yaml declares of it, and
+whether a stage ran or was up to date from its entry in ``dvc.lock`` before and after. Each
+stage runs as its own ``dvc repro --single-item``, so every line of its output is that
+stage's by construction; nothing is read from DVC's console wording.
 """
 
 from __future__ import annotations
 
 import os
-import queue
-import re
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-
-# Where DVC's output moves on to another stage; the name is the first group. Only routes lines.
-_ANNOUNCES = re.compile(r"^(?:Running stage|Stage) '([^']+)'")
-_DONE = object()
 
 
 class DvcError(RuntimeError):
@@ -42,20 +35,48 @@ def dvc_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     }
 
 
-def planned_stages(repo: Path | str) -> list[str]:
-    """Every stage of the pipeline in the order DVC runs them: the post-order of its stage graph."""
+@dataclass(frozen=True)
+class PlannedStage:
+    """One stage of the pipeline and what dvc.yaml says of it."""
+
+    name: str
+    # It reads the data source's params: the stage that fetches from the network, worth a second try.
+    fetches: bool
+    # A metrics file it rewrites while it runs (persisted across runs, as dvclive's is): live progress.
+    live_metrics: Path | None
+
+
+def plan(repo: Path | str) -> list[PlannedStage]:
+    """Every stage of the pipeline in the order DVC runs them (the post-order of its stage graph)."""
     import networkx as nx
+    from dvc.dependency import ParamsDependency
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
+    root = Path(repo)
     try:
-        with Repo(os.fspath(repo)) as dvc:
-            stages = [stage.name for stage in nx.dfs_postorder_nodes(dvc.index.graph)]
+        with Repo(os.fspath(root)) as dvc:
+            stages = []
+            for stage in nx.dfs_postorder_nodes(dvc.index.graph):
+                params = [key for d in stage.deps if isinstance(d, ParamsDependency) for key in d.params]
+                live = [out for out in stage.outs if out.metric and out.persist]
+                stages.append(
+                    PlannedStage(
+                        stage.name,
+                        fetches=any(key.split(".")[0] == "data" for key in params),
+                        live_metrics=root / live[0].def_path if live else None,
+                    )
+                )
     except DvcException as err:
         raise DvcError(f"{repo}: DVC cannot read the pipeline: {err}") from err
     if not stages:
         raise DvcError(f"{repo}: dvc.yaml defines no stages")
     return stages
+
+
+def planned_stages(repo: Path | str) -> list[str]:
+    """The stages' names in DVC's order."""
+    return [stage.name for stage in plan(repo)]
 
 
 def lock_entries(repo: Path) -> dict[str, dict]:
@@ -71,30 +92,14 @@ def lock_entries(repo: Path) -> dict[str, dict]:
     return (yaml.safe_load(path.read_text()) or {}).get("stages", {})
 
 
-@dataclass
-class StageOutput:
-    name: str
-    lines: queue.Queue = field(default_factory=queue.Queue)
-    status: str = "not run"
-    started: threading.Event = field(default_factory=threading.Event)
-    finished: threading.Event = field(default_factory=threading.Event)
+class StageRun:
+    """``dvc repro --single-item STAGE`` in ``repo``: its merged output line by line, then its outcome."""
 
-
-class DvcRun:
-    """Starts ``dvc <args>`` in ``repo`` and sorts its merged stdout and stderr by stage."""
-
-    def __init__(self, args: list[str], repo: Path | str, stages: list[str], env: dict[str, str] | None = None):
-        self.args = ["dvc", *args]
-        self.repo = Path(repo)
-        self.stages = {name: StageOutput(name) for name in stages}
-        self.preamble: list[str] = []  # what DVC says before the first stage
-        self.epilogue: list[str] = []  # what it says after the last
-        self.returncode: int | None = None
-        self._current: StageOutput | None = None
-        self._lock_before = lock_entries(self.repo)
-        self._ended = threading.Event()
+    def __init__(self, repo: Path, stage: str, env: dict[str, str] | None = None):
+        self.repo, self.stage = Path(repo), stage
+        self._before = lock_entries(self.repo).get(stage)
         self._process = subprocess.Popen(
-            self.args,
+            ["dvc", "repro", "--single-item", stage],
             cwd=self.repo,
             env=env or dvc_env(),
             stdout=subprocess.PIPE,
@@ -102,79 +107,26 @@ class DvcRun:
             text=True,
             bufsize=1,
         )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
 
-    def _read(self) -> None:
+    def lines(self, every: float = 2.0, tick: Callable[[], None] | None = None) -> Iterator[str]:
+        """The stage's output as it comes; ``tick`` is called at most every ``every`` seconds meanwhile."""
+        last = time.monotonic()
         for raw in self._process.stdout:
-            line = raw.rstrip("\n")
-            m = _ANNOUNCES.match(line)
-            if m and m.group(1) in self.stages and self.stages[m.group(1)] is not self._current:
-                self._finish_current()
-                self._current = self.stages[m.group(1)]
-                self._current.status = "running"
-                for early in self.preamble:
-                    self._current.lines.put(early)
-                self.preamble = []
-                self._current.started.set()
-            if self._current is None:
-                self.preamble.append(line)
-            elif line.startswith("Use `dvc push`") or line.startswith("Ran experiment"):
-                self._finish_current()
-                self.epilogue.append(line)
-            elif self._current.finished.is_set():
-                self.epilogue.append(line)
-            else:
-                self._current.lines.put(line)
-        self.returncode = self._process.wait()
-        if self.returncode != 0 and self._current is not None and not self._current.finished.is_set():
-            self._current.status = "failed"
-        self._finish_current()
-        for stage in self.stages.values():
-            if not stage.finished.is_set():
-                stage.lines.put(_DONE)
-                stage.finished.set()
-        self._ended.set()
+            if tick is not None and time.monotonic() - last >= every:
+                tick()
+                last = time.monotonic()
+            yield raw.rstrip("\n")
+        self._process.wait()
 
-    def _finish_current(self) -> None:
-        current = self._current
-        if current is None or current.finished.is_set():
-            return
-        if current.status == "running":
-            # DVC writes a stage's lock entry before it starts the next stage or exits.
-            after = lock_entries(self.repo).get(current.name)
-            current.status = "up to date" if after == self._lock_before.get(current.name) else "ran"
-        current.lines.put(_DONE)
-        current.finished.set()
-
-    def follow(self, stage: str, every: float = 5.0, tick: Callable[[], None] | None = None) -> Iterator[str]:
-        """Lines of ``stage`` as DVC prints them, until it ends; ``tick`` is called every ``every`` seconds."""
-        out = self.stages[stage]
-        while True:
-            try:
-                line = out.lines.get(timeout=every)
-            except queue.Empty:
-                if tick is not None:
-                    tick()
-                continue
-            if line is _DONE:
-                return
-            yield line
-
-    def status(self, stage: str) -> str:
-        return self.stages[stage].status
-
-    def wait(self, timeout: float | None = None) -> int:
-        self._ended.wait(timeout)
-        return self.returncode if self.returncode is not None else self._process.wait(timeout)
+    def status(self) -> str:
+        """ "failed", "ran" or "up to date", once the command has ended."""
+        if self._process.wait() != 0:
+            return "failed"
+        return "up to date" if lock_entries(self.repo).get(self.stage) == self._before else "ran"
 
     @property
-    def ended(self) -> bool:
-        return self._ended.is_set()
-
-    def output_without_stage(self) -> str:
-        """What DVC said outside any stage: its own errors when no stage ran."""
-        return "\n".join(self.preamble + self.epilogue)
+    def returncode(self) -> int:
+        return self._process.wait()
 
     def stop(self) -> None:
         if self._process.poll() is None:
@@ -183,4 +135,11 @@ class DvcRun:
                 self._process.wait(30)
             except subprocess.TimeoutExpired:
                 self._process.kill()
-        self._reader.join(timeout=30)
+
+
+def run(repo: Path, args: list[str]) -> str:
+    """A short DVC command (not a stage); its output, or DvcError with it."""
+    result = subprocess.run(["dvc", *args], cwd=repo, env=dvc_env(), capture_output=True, text=True)
+    if result.returncode != 0:
+        raise DvcError(f"dvc {' '.join(args)} in {repo} failed:\n{result.stdout}{result.stderr}")
+    return result.stdout

@@ -1,9 +1,10 @@
-"""The pipeline flow: `dvc repro` (or `dvc exp run -S ...`) as one Prefect task per DVC stage, with live results.
+"""The pipeline flow: `dvc repro` (or an experiment with `-S ...`) as one Prefect task per DVC stage, live results.
 
-DVC runs the pipeline in one process, exactly as typed by hand; the flow follows its
-output and gives each stage its own task, its own logs and its own state, in DVC's
-order (from its stage graph). Caching is DVC's alone: a stage whose dvc.lock entry
-did not change is a completed task that says it was up to date.
+Each task runs its stage as `dvc repro --single-item STAGE`, in the order of DVC's stage
+graph, so its logs and state are that stage's alone. Caching is DVC's: a stage whose
+dvc.lock entry did not change is a completed task that says it was up to date. An
+experiment applies its overrides to params.yaml as `dvc exp run -S` does, runs the
+stages the same way and is saved with `dvc exp save`.
 """
 
 from __future__ import annotations
@@ -22,43 +23,26 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 
 from faceattrs.core.overrides import check_all
-from flows import results
-from flows.dvcrun import DvcRun, planned_stages
+from flows import dvcrun, results
+from flows.dvcrun import PlannedStage, StageRun, plan
 
-# Stages that fetch from the network and may succeed on a second try.
-RETRIED = ("download",)
-DOWNLOAD_RETRIES = 2
+# A stage that fetches from the network may succeed on a second try.
+FETCH_RETRIES = 2
 
 
 class StageFailed(RuntimeError):
     """A DVC stage exited with an error; its output is in the task's logs."""
 
 
-def dvc_args(overrides: list[str], experiment: str | None) -> list[str]:
-    """`dvc repro`, or `dvc exp run -S ...` when there are overrides or a name."""
-    if not overrides and not experiment:
-        return ["repro"]
-    args = ["exp", "run"]
-    for override in overrides:
-        args += ["-S", override]
-    if experiment:
-        args += ["-n", experiment]
-    return args
+def apply_overrides(repo: Path, overrides: list[str]) -> None:
+    """Set ``overrides`` in ``repo``'s params.yaml with DVC's own parser, as `dvc exp run -S` does."""
+    from dvc.exceptions import InvalidArgumentError
+    from dvc.utils.hydra import apply_overrides as apply
 
-
-class _Run:
-    """The running DVC command, restartable while no stage has run yet (a retried download)."""
-
-    def __init__(self, repo: Path, args: list[str], stages: list[str]):
-        self.repo, self.args, self.stages = repo, args, stages
-        # Resolved before DVC starts, so nothing reads the project's DVC state during its run.
-        self.live_metrics = results.stage_files(repo, "train", metrics_only=True)[0] if "train" in stages else None
-        self.current = DvcRun(args, repo, stages)
-
-    def restart(self) -> DvcRun:
-        self.current.stop()
-        self.current = DvcRun(self.args, self.repo, self.stages)
-        return self.current
+    try:
+        apply(str(repo / "params.yaml"), overrides)
+    except InvalidArgumentError as err:
+        raise StageFailed(f"the overrides {' '.join(overrides)}: {err.__cause__ or err}") from None
 
 
 class _Progress:
@@ -88,32 +72,25 @@ class _Progress:
         )
 
 
-# The running command is not an input to cache on: DVC does the caching.
-@task(task_run_name="{stage}", cache_policy=NO_CACHE)
-def run_stage(run: _Run, stage: str) -> str:
-    """Follow one stage's output into the logs; fail when DVC fails it."""
+# The stage is not an input to cache on: DVC does the caching.
+@task(task_run_name="{stage.name}", cache_policy=NO_CACHE)
+def run_stage(repo: Path, stage: PlannedStage) -> str:
+    """Run one stage with DVC, its output into the logs; fail when DVC fails it."""
     logger = get_run_logger()
-    dvc = run.current
-    if stage in RETRIED and dvc.ended and dvc.status(stage) == "failed":
-        logger.info("retrying: starting the DVC command again")
-        dvc = run.restart()
-    progress = _Progress(run.repo, run.live_metrics, time.time()) if stage == "train" else None
-    for line in dvc.follow(stage, every=2.0, tick=progress.tick if progress else None):
-        if line.strip():
-            logger.info(line)
+    progress = _Progress(repo, stage.live_metrics, time.time()) if stage.live_metrics else None
+    dvc = StageRun(repo, stage.name)
+    try:
+        for line in dvc.lines(tick=progress.tick if progress else None):
+            if line.strip():
+                logger.info(line)
+    finally:
+        dvc.stop()  # a cancelled flow leaves no DVC running behind it
     if progress:
         progress.tick()
-    status = dvc.status(stage)
+    status = dvc.status()
     if status == "failed":
-        raise StageFailed(f"stage {stage} failed (dvc exited with {dvc.wait()}); its output is above")
-    if status == "not run":
-        if dvc.wait() != 0:
-            said = dvc.output_without_stage()
-            logger.error(said)
-            raise StageFailed(f"stage {stage} did not run: DVC stopped before it\n{said}")
-        logger.info("not part of this run")
-    else:
-        logger.info(f"stage {stage}: {status}")
+        raise StageFailed(f"stage {stage.name} failed (dvc exited with {dvc.returncode}); its output is above")
+    logger.info(f"stage {stage.name}: {status}")
     return status
 
 
@@ -141,26 +118,21 @@ def pipeline(repo: str = ".", overrides: list[str] | None = None, experiment: st
     # Parameters may come from anyone who reaches the Prefect API: each one a params key, before DVC sees it.
     overrides = check_all(overrides or [])
     root = Path(repo).resolve()
-    stages = planned_stages(root)
+    stages = plan(root)
     logger = get_run_logger()
-    args = dvc_args(overrides, experiment)
-    logger.info("dvc " + " ".join(args) + " | stages in DVC's order: " + ", ".join(stages))
-    run = _Run(root, args, stages)
+    logger.info("stages in DVC's order: " + ", ".join(s.name for s in stages))
+    if overrides:
+        apply_overrides(root, overrides)
+        logger.info("params.yaml: " + " ".join(overrides))
     statuses: dict[str, str] = {}
-    try:
-        for stage in stages:
-            runner = (
-                run_stage.with_options(retries=DOWNLOAD_RETRIES, retry_delay_seconds=5)
-                if stage in RETRIED
-                else run_stage
-            )
-            statuses[stage] = runner(run, stage)
-    except BaseException:
-        run.current.stop()  # a failed or cancelled flow leaves no DVC running behind it
-        raise
-    if run.current.wait() != 0:
-        raise StageFailed(
-            f"dvc {' '.join(args)} exited with {run.current.returncode}\n{run.current.output_without_stage()}"
-        )
+    for stage in stages:
+        runner = run_stage.with_options(retries=FETCH_RETRIES, retry_delay_seconds=5) if stage.fetches else run_stage
+        statuses[stage.name] = runner(root, stage)
+    if overrides or experiment:
+        try:
+            saved = dvcrun.run(root, ["exp", "save", *(["-n", experiment] if experiment else [])])
+        except dvcrun.DvcError as err:
+            raise StageFailed(str(err)) from None
+        logger.info(saved.strip())
     publish_results(root)
     return statuses

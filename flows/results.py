@@ -11,9 +11,9 @@ import subprocess
 from pathlib import Path
 
 import pandas as pd
-import yaml
 from dvc.repo import Repo
 
+from faceattrs.core.params import ParamsError, load_params
 from flows.dvcrun import dvc_env
 
 
@@ -32,8 +32,10 @@ def training_progress(repo: Path, live_metrics: Path, since: float) -> dict | No
         live = json.loads(live_metrics.read_text())
     except json.JSONDecodeError:  # caught mid-write; the next tick reads it whole
         return None
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    epochs = int(params.get("train", {}).get("epochs", 0)) or None
+    try:
+        epochs = load_params(repo / "params.yaml").train.epochs
+    except ParamsError:  # the train stage says what is wrong with them; progress is shown without a total
+        epochs = None
     step = int(live.get("step", 0))
     row = {"epoch": step + 1, "of": epochs}
     for split in ("train", "val"):
