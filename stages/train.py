@@ -53,8 +53,8 @@ def main() -> None:
     result = train(params, args.shards, args.out, args.live, stage.show_progress(args), args.labels, callbacks)
     if result["rank"] == 0:  # under torchrun, one line for the run, not one per process
         print(
-            f"train: kept epoch {result['best_epoch']} (train.monitor), "
-            f"val mean accuracy {result['best_val_mean_accuracy']:.4f}"
+            f"train: kept epoch {result['kept_epoch']} (train.keep {t.keep}); best by train.monitor: epoch "
+            f"{result['best_epoch']}, val mean accuracy {result['best_val_mean_accuracy']:.4f}"
         )
 
 

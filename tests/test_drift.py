@@ -39,6 +39,7 @@ REGISTRIES = [
     (schema.SplitParams, "method", splits.METHODS),
     (schema.ModelParams, "head", models.HEADS),
     (schema.LossParams, "name", losses.LOSSES),
+    (schema.LossParams, "weighting", losses.WEIGHTINGS),
     (schema.OptimizerParams, "name", optim.OPTIMIZERS),
     (schema.ScheduleParams, "name", optim.SCHEDULES),
     (schema.LabelsParams, "policy", label_errors.POLICIES),

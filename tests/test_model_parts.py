@@ -250,7 +250,7 @@ def test_every_schedule_steps(name):
         for _ in range(10):
             opt.step()
             schedule.after_batch()
-        schedule.after_epoch(0.5)  # a flat metric: plateau reduces
+        schedule.after_epoch(0.5, "max")  # a flat metric: plateau reduces
         lrs.append(opt.param_groups[0]["lr"])
     assert all(math.isfinite(v) and v >= 0 for v in lrs)
     if name == "none":
@@ -416,10 +416,11 @@ def test_unknown_labels_are_left_out_of_the_loss():
     assert torch.isclose(loss(logits, wrong_second, known), loss(logits[:, :1], wrong_second[:, :1]))
 
 
-def test_plateau_reads_a_negated_loss_the_right_way_round():
-    # train.monitor: val_loss hands the schedule -loss; a slightly worse loss must not count as better.
+def test_plateau_reads_a_loss_the_right_way_round():
+    # train.monitor: val_loss hands the schedule the loss, lower is better; a slightly worse loss must not count
+    # as better.
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     schedule = optim.build_schedule(opt, ScheduleParams(name="plateau", patience=0, factor=0.1), 10, 5, 1.0)
-    schedule.after_epoch(-0.5)
-    schedule.after_epoch(-0.50004)
+    schedule.after_epoch(0.5, "min")
+    schedule.after_epoch(0.50004, "min")
     assert opt.param_groups[0]["lr"] == pytest.approx(0.1)

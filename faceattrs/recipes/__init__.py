@@ -172,9 +172,18 @@ def free_name(name: str, taken: Sequence[str]) -> str:
     return next(f"{name}-{k}" for k in itertools.count(2) if f"{name}-{k}" not in taken)
 
 
-# Per recipe, every choice its seed report states and how the recipe takes it (seeds/<name>.yaml).
+# Per recipe, every choice its seed report states, in the report's own words, and how the recipe takes it
+# (seeds/<name>.yaml); also the keys the recipe leaves at a default that a report could have stated.
 TABLE_DIR = RECIPE_DIR / "seeds"
-STATUSES = ("reproduced", "changed", "not expressible")
+# What a row of a table says of its choice:
+#   reproduced: the key holds what the quoted words say;
+#   changed: the seed states it and the recipe differs (why says how and why);
+#   unstated: the seed does not give the value (why says why the recipe's is taken);
+#   tried and dropped: the seed tried or weighed it and its model does without it (the key holds what the
+#     recipe does instead, usually the default that leaves it off);
+#   not expressible: no params key can express it;
+#   built in: every run does it, so no key expresses it.
+STATUSES = ("reproduced", "changed", "unstated", "tried and dropped", "not expressible", "built in")
 
 
 def table(name: str, folder: Path = TABLE_DIR) -> dict:

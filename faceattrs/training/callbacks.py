@@ -57,14 +57,15 @@ class LiveLog(Callback):
 
 
 class Checkpointer(Callback):
-    """best.pt when an epoch is the monitor's best so far, and last.pt after every epoch, to resume from."""
+    """best.pt with the kept epoch's weights so far (train.keep: the monitor's best, or every epoch as the last),
+    and last.pt after every epoch, to resume from."""
 
-    def __init__(self, out_dir: Path, key: RunKey, signature: dict):
-        self.out_dir, self.key, self.signature = out_dir, key, signature
+    def __init__(self, out_dir: Path, key: RunKey, signature: dict, keep: str = "best"):
+        self.out_dir, self.key, self.signature, self.keep = out_dir, key, signature, keep
 
     def on_epoch_end(self, parts: Parts, record: EpochRecord) -> None:
         step = parts.step
-        if record.improved:
+        if record.improved or self.keep == "last":
             weights = evaluated_model(step).state_dict()
             BestWeights(self.signature, weights, record.epoch + 1, record.val.mean_accuracy).save(
                 self.out_dir / "best.pt"

@@ -15,6 +15,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -26,14 +27,29 @@ from faceattrs.training.epoch import Pass, PassResult, run_epoch
 from faceattrs.training.optim import Schedule
 from faceattrs.training.step import EpochPlan, Step
 
-# train.monitor and schedule.monitor: a score of an epoch, higher is better, from its validation and
-# training passes. It picks the epoch whose weights are kept; early stopping and the plateau schedule read it.
-MONITORS: dict[str, Callable[[PassResult, PassResult], float]] = {
-    "val_accuracy": lambda val, fit: val.mean_accuracy,
-    "val_loss": lambda val, fit: -val.loss,
+
+@dataclass(frozen=True)
+class Monitor:
+    """A value of an epoch, read from its validation and training passes, and whether lower or higher is better."""
+
+    read: Callable[[PassResult, PassResult], float]
+    mode: Literal["min", "max"]
+
+    def score(self, value: float) -> float:
+        """``value`` as a score where higher is better: what picks the best epoch and early stopping reads."""
+        return value if self.mode == "max" else -value
+
+
+# train.monitor and schedule.monitor. The plateau schedule reads the value itself, in its mode, so that
+# torch's relative threshold is relative to the value; the kept epoch and early stopping read its score.
+MONITORS: dict[str, Monitor] = {
+    "val_accuracy": Monitor(lambda val, fit: val.mean_accuracy, "max"),
+    "val_loss": Monitor(lambda val, fit: val.loss, "min"),
     # The epoch where the model fits train and val alike (a seed's choice of checkpoint).
-    "train_val_gap": lambda val, fit: -abs(fit.mean_accuracy - val.mean_accuracy),
+    "train_val_gap": Monitor(lambda val, fit: abs(fit.mean_accuracy - val.mean_accuracy), "min"),
 }
+# Without validation (a fold's model), both read the training loss.
+TRAINING_LOSS = Monitor(lambda val, fit: fit.loss, "min")
 
 
 def seed_epoch(seed: int, epoch: int, device: torch.device) -> torch.Generator:
@@ -171,10 +187,9 @@ def fit(parts: Parts, run: FitRun, callbacks: Sequence[Callback] = (), start: Fi
                 _limited(parts.val_batches(epoch), run.limit_batches), "val", world=parts.world, progress=run.progress
             )
             val = run_epoch(parts.step.evaluated(), checking)
-            score, schedule_score = monitor(val, fitted), schedule_monitor(val, fitted)
-        else:
-            score = schedule_score = -fitted.loss
-        parts.schedule.after_epoch(schedule_score)
+        keeper, scheduler = (monitor, schedule_monitor) if val is not None else (TRAINING_LOSS, TRAINING_LOSS)
+        score = keeper.score(keeper.read(val, fitted))
+        parts.schedule.after_epoch(scheduler.read(val, fitted), scheduler.mode)
         # A low-resolution epoch's weights are no candidate: their BatchNorm statistics are of smaller images.
         accuracy = (val or fitted).mean_accuracy
         state, improved = state.after(epoch, score, accuracy, candidate=epoch >= run.low_res_epochs)

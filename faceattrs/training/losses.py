@@ -1,4 +1,4 @@
-"""The loss registry: BCE, focal and MSE on +-1 targets, each with optional frequency weighting and label smoothing.
+"""The loss registries: BCE, focal and MSE on +-1 targets; weightings of each attribute's classes; label smoothing.
 
 Every loss takes logits (or scores, for MSE) and 0/1 targets of shape (batch, targets);
 soft targets from MixUp are accepted too, and a mask of known labels (the labels stage
@@ -31,6 +31,26 @@ def frequency_weights(positive_rates: torch.Tensor) -> tuple[torch.Tensor, torch
     """Weights of positives and negatives per target so each class counts half."""
     p = positive_rates.clamp(1e-3, 1 - 1e-3).float()
     return 0.5 / p, 0.5 / (1 - p)
+
+
+def positive_ratio_weights(positive_rates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights of positives and negatives per target in proportion to their shares: 2p and 2(1-p).
+
+    Focal loss's alpha_t with alpha set to the positive ratio (Lin et al. weigh the rarer
+    positives by 0.25 too): each attribute's commoner class counts more, so a rare attribute
+    is called less often, precisely and with lower recall. The 2 makes a balanced attribute
+    weigh as unweighted.
+    """
+    p = positive_rates.clamp(0.0, 1.0).float()
+    return 2 * p, 2 * (1 - p)
+
+
+# loss.weighting: the weights of each target's positives and negatives, from its positive rate.
+WEIGHTINGS: dict[str, Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]] = {
+    "none": lambda positive_rates: (torch.ones_like(positive_rates), torch.ones_like(positive_rates)),
+    "frequency": frequency_weights,
+    "positive_ratio": positive_ratio_weights,
+}
 
 
 def bce(logits, targets, params, alpha):
@@ -66,7 +86,7 @@ class AttributeLoss(nn.Module):
         rates = torch.as_tensor(positive_rates, dtype=torch.float32)
         alpha = focal_alpha(params, rates)
         self.register_buffer("alpha", alpha if alpha is not None else torch.empty(0))
-        pos, neg = frequency_weights(rates)
+        pos, neg = choose(WEIGHTINGS, params.weighting, "loss.weighting")(rates)
         self.register_buffer("pos_weight", pos)
         self.register_buffer("neg_weight", neg)
 
@@ -77,7 +97,7 @@ class AttributeLoss(nn.Module):
             targets = targets * (1 - self.params.label_smoothing) + self.params.label_smoothing / 2
         alpha = self.alpha if self.alpha.numel() else None
         loss = self.fn(logits.float(), targets, self.params, alpha)
-        if self.params.weighting == "frequency":
+        if self.params.weighting != "none":
             loss = loss * (self.pos_weight * targets + self.neg_weight * (1 - targets))
         if known is None:
             return loss.mean()

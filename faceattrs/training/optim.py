@@ -1,13 +1,16 @@
 """The optimizer and learning-rate schedule registries.
 
 A schedule is stepped after every batch (OneCycle, cosine with warmup) or after
-every epoch (step, reduce-on-plateau, which reads the score train.monitor names).
+every epoch (step, reduce-on-plateau, which reads the value schedule.monitor names
+and which way it improves).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
+from typing import Literal
 
 import torch
 
@@ -53,16 +56,17 @@ def cosine_with_warmup(step: int, total: int, warmup: int, floor: float) -> floa
 class Schedule:
     """A torch scheduler with the knowledge of when to step it."""
 
-    def __init__(self, scheduler, per_batch: bool, needs_metric: bool = False):
-        self.scheduler, self.per_batch, self.needs_metric = scheduler, per_batch, needs_metric
+    def __init__(self, scheduler, per_batch: bool):
+        self.scheduler, self.per_batch = scheduler, per_batch
 
     def after_batch(self) -> None:
         if self.scheduler is not None and self.per_batch:
             self.scheduler.step()
 
-    def after_epoch(self, metric: float) -> None:
+    def after_epoch(self, value: float, mode: Literal["min", "max"]) -> None:
+        """After an epoch whose monitor read ``value``; ``mode``: whether lower or higher is better."""
         if self.scheduler is not None and not self.per_batch:
-            self.scheduler.step(metric) if self.needs_metric else self.scheduler.step()
+            self.scheduler.step()
 
     def state_dict(self) -> dict:
         return self.scheduler.state_dict() if self.scheduler is not None else {}
@@ -70,6 +74,41 @@ class Schedule:
     def load_state_dict(self, state: dict) -> None:
         if self.scheduler is not None:
             self.scheduler.load_state_dict(state)
+
+
+class Plateau(Schedule):
+    """ReduceLROnPlateau with torch's relative threshold on the monitor's own value, the right way round.
+
+    The monitor says at the first epoch's end whether lower (a loss) or higher (an accuracy)
+    is better, so the scheduler is made then, in that mode. Fed a negated loss in ``max``
+    mode instead, a relative threshold would count a slightly worse loss as better; an
+    absolute one of 1e-4 on a loss near 0.01 is a hundred times stricter than torch's
+    relative default.
+    """
+
+    def __init__(self, make: Callable[..., torch.optim.lr_scheduler.ReduceLROnPlateau]):
+        super().__init__(None, False)
+        self.make = make
+
+    def after_epoch(self, value: float, mode: Literal["min", "max"]) -> None:
+        if self.scheduler is None:
+            self.scheduler = self.make(mode=mode)
+        elif self.scheduler.mode != mode:
+            raise ValueError(f"the plateau schedule reads a {self.scheduler.mode} monitor, not a {mode} one")
+        self.scheduler.step(value)
+
+    def load_state_dict(self, state: dict) -> None:
+        if state:  # empty: saved before its first epoch
+            self.scheduler = self.make(mode=state["mode"])
+            self.scheduler.load_state_dict(state)
+
+
+def _plateau(opt, p, steps_per_epoch, epochs, lr):
+    return Plateau(
+        functools.partial(
+            torch.optim.lr_scheduler.ReduceLROnPlateau, opt, factor=p.factor, patience=p.patience, min_lr=p.min_lr
+        )
+    )
 
 
 def _cosine(opt, p, steps_per_epoch, epochs, lr):
@@ -84,19 +123,7 @@ SCHEDULES: dict[str, Callable] = {
         torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=spe * epochs), True
     ),
     "cosine": _cosine,
-    "plateau": lambda opt, p, spe, epochs, lr: Schedule(
-        torch.optim.lr_scheduler.ReduceLROnPlateau(
-            # Absolute threshold: the score may be a negated loss, where a relative one would flip.
-            opt,
-            mode="max",
-            factor=p.factor,
-            patience=p.patience,
-            min_lr=p.min_lr,
-            threshold_mode="abs",
-        ),
-        False,
-        needs_metric=True,
-    ),
+    "plateau": _plateau,
     "step": lambda opt, p, spe, epochs, lr: Schedule(
         torch.optim.lr_scheduler.StepLR(opt, step_size=p.step_epochs, gamma=p.factor), False
     ),

@@ -121,7 +121,8 @@ def train(
     """Train, resuming from ``out_dir/last.pt`` when the same run wrote it, and write ``out_dir/model.pt``.
 
     ``callbacks`` run beside the run's own (logs and checkpoints on the main process,
-    early stopping). Returns the epochs run, the kept epoch and its val accuracy.
+    early stopping). Returns the epochs run, the monitor's best epoch and its val accuracy, and the kept epoch
+    (train.keep).
     """
     params = params if isinstance(params, TrainingParams) else TrainingParams.of(params)
     tp = params.train
@@ -147,12 +148,13 @@ def train(
     with open_live(live_dir, start is not None) if world.main else contextlib.nullcontext() as live:
         if world.main:
             # Checkpoints first: dvclive's step moves on only once the epoch is safe on disk.
-            own += [Checkpointer(out_dir, key, signature), LiveLog(live, tp.epochs)]
+            own += [Checkpointer(out_dir, key, signature, tp.keep), LiveLog(live, tp.epochs)]
         state = fit(parts, run, [*own, *callbacks], start)
     summary = {
         "epochs": state.epoch,
         "best_epoch": state.best_epoch,
         "best_val_mean_accuracy": state.best_accuracy,
+        "kept_epoch": state.epoch if tp.keep == "last" else state.best_epoch,
         "rank": world.rank,
     }
     if world.main:

@@ -18,8 +18,10 @@ class LossParams(Section):
     alpha_rare: float = Field(0.75, ge=0, le=1, description="focal alpha of attributes rarer than rare_below")
     alpha_common: float = Field(0.25, ge=0, le=1)
     rare_below: float = Field(0.25, gt=0, lt=1)
-    weighting: Literal["none", "frequency"] = Field(
-        "none", description="frequency weighs each attribute's positives and negatives by the inverse of their share"
+    weighting: Literal["none", "frequency", "positive_ratio"] = Field(
+        "none",
+        description="weights of each attribute's positives and negatives from its positive ratio p: frequency by "
+        "the inverse of their share (0.5/p, 0.5/(1-p)), positive_ratio by their share (2p, 2(1-p))",
     )
     label_smoothing: float = Field(0.0, ge=0, lt=0.5)
     group: str | None = Field(None, description="an attribute whose positive images' loss weighs group_weight")

@@ -34,8 +34,13 @@ class TrainParams(Section):
     )
     monitor: Monitor = Field(
         "val_accuracy",
-        description="what picks the epoch whose weights are kept, early stopping and the plateau schedule read; "
-        "train_val_gap keeps the epoch whose train and val accuracy are closest",
+        description="what picks the best epoch (kept unless train.keep is last), early stopping and the plateau "
+        "schedule read; train_val_gap's best is the epoch whose train and val accuracy are closest",
+    )
+    keep: Literal["best", "last"] = Field(
+        "best",
+        description="the epoch whose weights model.pt takes: best by train.monitor, or the last one trained "
+        "(the monitor still drives early stopping and names the best epoch)",
     )
     ema: float = Field(
         0.0, ge=0, lt=1, description="decay per step of a weight average that is validated and saved; 0: none"
