@@ -55,3 +55,20 @@ def report(name: str, baseline: float, ours: float, unit: str = "img/s", target:
     verdict = "" if target is None else (f"  (target {target}x: {'met' if ratio >= target else 'NOT met'})")
     print(f"{name}: baseline {baseline:,.0f} {unit}, ours {ours:,.0f} {unit}, ratio {ratio:.2f}x{verdict}")
     return ratio
+
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def save_result(name: str, payload: dict) -> Path:
+    """A benchmark's figures as ``bench/results/NAME.json``, with the machine, the date and the command, for the
+    README's figure blocks (tools/readme_figures.py) to quote instead of a figure typed by hand."""
+    import json
+    import sys
+
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    record = {"machine": machine(), "command": " ".join(["python", *sys.argv]), **payload}
+    path.write_text(json.dumps(record, indent=1, default=str) + "\n")
+    print(f"results -> {path}")
+    return path

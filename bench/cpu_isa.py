@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import machine
+from bench.common import machine, save_result
 
 ROOT = Path(__file__).resolve().parents[1]
 # Each configuration's environment on top of the caller's.
@@ -96,8 +96,10 @@ def main() -> None:
     base = rows.get("default")
     if base:
         for name, r in rows.items():
-            same = "same model bytes" if r["digest"] == base["digest"] else "OTHER model bytes"
-            print(f"{name} against default: time ratio {r['seconds'] / base['seconds']:.2f}x, {same}")
+            r["ratio"], r["same_model"] = r["seconds"] / base["seconds"], r["digest"] == base["digest"]
+            same = "same model bytes" if r["same_model"] else "OTHER model bytes"
+            print(f"{name} against default: time ratio {r['ratio']:.2f}x, {same}")
+    save_result("cpu_isa", {"epochs": args.epochs, "flags": flags, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -25,9 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pandas as pd
 
-from bench.common import machine
+from bench.common import machine, save_result
 from bench.training_time import run
 from faceattrs import recipes
+from faceattrs.cleaning.clean import load_raw
+from faceattrs.cleaning.reasons import Dropped
 from faceattrs.data import splits
 from faceattrs.synthetic.truth import truth_if_synthetic
 from faceattrs.training.augment import model_input_size
@@ -54,6 +56,10 @@ def main() -> None:
     args = p.parse_args()
     truth = truth_if_synthetic(args.raw)
     clean = pd.read_parquet(args.clean / "manifest.parquet").sort_index()
+    dropped = pd.read_csv(args.clean / "dropped.csv")
+    unreadable = set(dropped.loc[dropped["reason"] == Dropped.UNREADABLE, "image_id"])
+    published = load_raw(args.raw)
+    groups = pd.read_parquet(args.clean / "groups.parquet")
     print(f"machine: {machine()}")
     rows = []
     with tempfile.TemporaryDirectory(prefix="faceattrs-recipes-") as tmp:
@@ -61,15 +67,20 @@ def main() -> None:
             params = recipe_params(name, args.params, args.factor, args.heavy_epochs)
             split = params.split
             manifest = clean.assign(split=splits.assign(clean, split.method, split.ratios, split.seed))
-            row = run(name, params, args.raw, manifest, Path(tmp), truth)
+            official = splits.official_test(published, unreadable, groups, manifest)
+            row = run(name, params, args.raw, manifest, Path(tmp), truth, official)
             seen = model_input_size(params.model.input_size, params.augment, params.preprocess.size)
             row["size"] = f"{'x'.join(map(str, params.preprocess.size))} -> {'x'.join(map(str, seen))}"
             row["published"] = recipes.table(name)["published"]
             rows.append(row)
             print(json.dumps(row), flush=True)
     frame = pd.DataFrame(rows).set_index("name")
-    columns = ["size", "epochs", "train_s", "mean_accuracy", "majority_baseline", "balanced_accuracy", "gender_fair"]
-    print(frame[columns].round(4).to_string())
+    columns = ["size", "epochs", "train_s", "official_test_accuracy", "mean_accuracy", "majority_baseline"]
+    print(frame[[*columns, "precision", "recall", "gender_fair"]].round(4).to_string())
+    save_result(
+        "recipe_accuracy",
+        {"factor": args.factor, "heavy_epochs": args.heavy_epochs, "only": args.only, "rows": rows},
+    )
 
 
 if __name__ == "__main__":

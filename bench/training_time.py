@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 import yaml
 
-from bench.common import machine
+from bench.common import machine, save_result
 from faceattrs.cli import add_set_option
 from faceattrs.core.params import Params, parse_params
 from faceattrs.data import shards
@@ -94,15 +94,26 @@ def same_model(first: Path, second: Path) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def run(name: str, params: Params, raw: Path, manifest: pd.DataFrame, work: Path, truth: dict | None) -> dict:
-    """Shards for ``params``, training from scratch, and the test split's quality figures."""
+def run(
+    name: str,
+    params: Params,
+    raw: Path,
+    manifest: pd.DataFrame,
+    work: Path,
+    truth: dict | None,
+    official: tuple | None = None,
+) -> dict:
+    """Shards for ``params``, training from scratch, and the test split's quality figures; with ``official`` (the
+    official test partition's rows and figures, ``splits.official_test``), its accuracy too."""
     folder = work / name
-    shards.write_splits(manifest, ImageArchive.of(raw), folder / "shards", params.preprocess, progress=False)
+    images = ImageArchive.of(raw)
+    shards.write_splits(manifest, images, folder / "shards", params.preprocess, progress=False, official=official)
     start = time.perf_counter()
     summary = train(params, folder / "shards", folder / "models", folder / "live", progress=False)
     seconds = time.perf_counter() - start
     results = evaluate(folder / "models" / "model.pt", folder / "shards", params.evaluate, truth)
-    test = metrics_json(results)["test"]
+    summary = metrics_json(results)
+    test = summary["test"]
     table = per_attribute_table(results)
     n_test = int(manifest["split"].eq("test").sum())
     short = ((table["majority_baseline"] - table["accuracy"]) * n_test).round().astype(int)
@@ -122,6 +133,10 @@ def run(name: str, params: Params, raw: Path, manifest: pd.DataFrame, work: Path
         "worst_below_baseline_images": int(short.max()),
         "below_by_more_than_one": ", ".join(table.loc[short > 1, "attribute"]),
         "gender_fair": test["gender_fair_score"],
+        "official_test_accuracy": summary.get("official_test", {}).get("mean_accuracy"),
+        "official_test_baseline": summary.get("official_test", {}).get("majority_baseline"),
+        "precision": float(table["precision"].mean()),
+        "recall": float(table["recall"].mean()),
     }
 
 
@@ -165,6 +180,7 @@ def main() -> None:
         )
         if args.compare == "data_on":
             print(f"the same model, byte for byte: {'yes' if identical else 'NO'}")
+        save_result(f"training_time_{args.compare}", {"rows": rows, "ratio": ratio, "same_model": identical})
 
 
 if __name__ == "__main__":
