@@ -109,7 +109,7 @@ def run(
     images = ImageArchive.of(raw)
     shards.write_splits(manifest, images, folder / "shards", params.preprocess, progress=False, official=official)
     start = time.perf_counter()
-    summary = train(params, folder / "shards", folder / "models", folder / "live", progress=False)
+    trained = train(params, folder / "shards", folder / "models", folder / "live", progress=False)
     seconds = time.perf_counter() - start
     results = evaluate(folder / "models" / "model.pt", folder / "shards", params.evaluate, truth)
     summary = metrics_json(results)
@@ -122,7 +122,7 @@ def run(
     return {
         "name": name,
         "train_s": seconds,
-        "epochs": summary["epochs"],
+        "epochs": trained["epochs"],
         "last_epoch_s": epochs.get("epoch_time_s"),
         "mean_accuracy": test["mean_accuracy"],
         "majority_baseline": test["majority_baseline"],

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from faceattrs.core.params import Params
 
 HEADER = (
-    "# Every experiment parameter. Written from the schema in faceattrs/core/params.py, the one home of\n"
+    "# Every experiment parameter. Written from the schema in faceattrs/core/params/, the one home of\n"
     "# the defaults and their meaning: `faceattrs params --defaults > params.yaml` rewrites this file.\n"
 )
 COMMENT_COLUMN = 29
