@@ -182,7 +182,8 @@ def test_a_sweep_with_fixed_settings_runs_on_a_pool_whose_server_is_on_another_m
     """The server on 127.0.0.2 (another machine), with a secret, a worker and the sweep pointed at it with
     --api-url; every point carries the sweep's -S settings besides its own grid values."""
     from flows import server
-    from tests.test_flows import _git, shared_project
+    from flows.pool import wait_for_workers
+    from tests.test_flows import Api, _git, shared_project
 
     work, bare = shared_project(reproduced_repo[0], tmp_path)
     host = "127.0.0.2"
@@ -203,6 +204,11 @@ def test_a_sweep_with_fixed_settings_runs_on_a_pool_whose_server_is_on_another_m
         start_new_session=True,
     )
     try:
+        api = Api(url, secret)
+        try:
+            wait_for_workers(api.client, "far", 1)  # the worker creates its pool as it joins
+        finally:
+            api.close()
         sweep = [*flows, "sweep", "--pool", "far", "--prefix", "j", "--repo", str(work)]
         grid = ["-S", "evaluate.tta=none", "-g", "loss.gamma=[0,2]"]
         # A server that does not answer is an error, never a temporary server in its place.
