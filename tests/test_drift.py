@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import typing
 
 import pytest
@@ -102,7 +103,95 @@ def test_a_stage_that_reads_a_section_it_does_not_declare_fails(tmp_path):
 def test_readme_figures_are_the_committed_reports():
     from tools import readme_figures
 
-    assert readme_figures.stale_blocks() == [], "run `python -m tools.readme_figures --write`"
-    assert set(readme_figures.RENDERERS) <= {
-        m.group(2) for m in readme_figures.BLOCK.finditer((REPO / "README.md").read_text())
-    }, "a renderer whose block is missing from README.md"
+    found = readme_figures.problems()
+    assert found == [], "\n".join(["run `python -m tools.readme_figures --write` after what these name:", *found])
+    assert set(readme_figures.RENDERERS) <= readme_figures.blocks(), "a renderer whose block is on no page"
+
+
+def test_readme_and_docs_have_no_accuracy_typed_by_hand():
+    from tools import readme_figures
+
+    typed = [
+        f"{page}:{line}: {figure}"
+        for page in readme_figures.pages()
+        for line, figure in readme_figures.typed_figures((REPO / page).read_text())
+    ]
+    assert typed == [], "put each measured figure in a figures block (tools/readme_figures.py)"
+    assert "README.md" in readme_figures.pages() and "docs/recipes.md" not in readme_figures.pages()
+
+
+_SPLIT_SUMMARY = {
+    "sizes": {"train": 80, "val": 10, "test": 10},
+    "identities": {"train": 8, "val": 1, "test": 1},
+    "duplicate_groups_across_splits": 2,
+    "duplicate_groups_leaking": 0,
+}
+
+
+def test_readme_check_catches_an_accuracy_typed_outside_a_block():
+    from tools.readme_figures import typed_figures
+
+    block = "<!-- figures: splits -->\n| near pair recall | 0.9833 |\nup to 91.71% there\n<!-- /figures -->\n"
+    assert typed_figures("# faceattrs\n" + block) == []
+    typed = "# faceattrs\n" + block + "The default reaches 94.26% on test, 0.9426 in all, recall 1.0000.\n"
+    assert typed_figures(typed) == [(6, "94.26%"), (6, "0.9426"), (6, "1.0000")]
+    # Values given to keys, sizes, counts and versions are not accuracies.
+    assert typed_figures("`-S optimizer.lr=0.002`, alpha 0.25, 80x64, 202,599 images, v1.0.0, 10.0.0.5") == []
+
+
+def test_readme_check_fails_on_a_stale_block_a_missing_input_and_a_typed_figure(tmp_path):
+    from tools import readme_figures
+
+    (tmp_path / "reports/split").mkdir(parents=True)
+    (tmp_path / "reports/split/summary.json").write_text(json.dumps(_SPLIT_SUMMARY))
+    (tmp_path / "docs").mkdir()
+    readme = "# faceattrs\n\n<!-- figures: splits -->\n| train | 79 |\n<!-- /figures -->\n"
+    (tmp_path / "README.md").write_text(readme + "Test mean accuracy 0.9426.\n")
+    (tmp_path / "docs/data.md").write_text("# Data\n\n<!-- figures: cleaning -->\n<!-- /figures -->\n")
+    (tmp_path / "docs/recipes.md").write_text("Published: “92.28% and 91.71% on CelebA's validation and test”\n")
+    found = readme_figures.problems(tmp_path)
+    assert found == [
+        "README.md: figures block 'splits' differs from its inputs",
+        "README.md:6: '0.9426' typed by hand outside a figures block",
+        "docs/data.md: figures block 'cleaning' cannot be written: reports/dedupe/summary.json is missing; "
+        "`dvc repro` (the stages write reports/) writes it",
+    ]
+    with pytest.raises(readme_figures.FigureError, match=r"reports/dedupe/summary.json is missing"):
+        readme_figures.render((tmp_path / "docs/data.md").read_text(), tmp_path, "docs/data.md")
+
+    (tmp_path / "README.md").write_text(readme_figures.render(readme, tmp_path))
+    assert "| train | 80 | 8 |" in (tmp_path / "README.md").read_text()
+    assert not [line for line in readme_figures.problems(tmp_path) if line.startswith("README.md")]
+
+
+def test_readme_check_names_the_benchmark_that_writes_a_missing_result(tmp_path):
+    from tools import readme_figures
+
+    (tmp_path / "README.md").write_text("<!-- figures: recipes -->\n<!-- /figures -->\n")
+    assert readme_figures.problems(tmp_path) == [
+        "README.md: figures block 'recipes' cannot be written: bench/results/recipe_accuracy.json is missing; "
+        "`python bench/recipe_accuracy.py` writes it"
+    ]
+
+
+def test_readme_recipes_block_quotes_each_seed_and_names_the_recipes_under_their_baseline(tmp_path):
+    from tools import readme_figures
+
+    (tmp_path / "bench/results").mkdir(parents=True)
+    (tmp_path / "faceattrs/recipes/seeds").mkdir(parents=True)
+    rows = []
+    for name, accuracy in (("alpha", 0.87), ("beta", 0.53)):
+        (tmp_path / f"faceattrs/recipes/seeds/{name}.yaml").write_text(f'published: "{name} reached 90.1% | there"\n')
+        rows.append(
+            {"name": name, "size": "54x44 -> 54x44", "epochs": 3, "train_s": 120.4, "official_test_accuracy": None}
+            | {"mean_accuracy": accuracy, "majority_baseline": 0.788, "precision": 0.5, "recall": 0.25}
+        )
+    record = {"machine": "a CPU", "command": "python bench/recipe_accuracy.py", "factor": 0.25, "rows": rows}
+    (tmp_path / "bench/results/recipe_accuracy.json").write_text(json.dumps(record))
+    block = readme_figures.recipes(tmp_path)
+    alpha = "| `alpha` | 54x44 -> 54x44 | 3 | 120 | - | 0.8700 | 0.7880 | 0.5000 | 0.2500 |"
+    assert f"{alpha} “alpha reached 90.1% \\| there” |" in block
+    assert "Under their majority-class baseline on test: `beta`." in block
+    (tmp_path / "faceattrs/recipes/seeds/beta.yaml").unlink()
+    with pytest.raises(readme_figures.MissingInput, match=r"faceattrs/recipes/seeds/beta.yaml is missing"):
+        readme_figures.recipes(tmp_path)
