@@ -19,7 +19,7 @@ else
   export VIRTUAL_ENV := $(VENV)
 endif
 
-.PHONY: install browser lint repro test test-all prefect-server flow sweep bench
+.PHONY: install browser lint repro test check test-all prefect-server flow sweep bench
 
 $(VENV)/bin/python:
 	$(SYSTEM_PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ repro: install
 
 test: install browser lint
 	$(PYTHON) -m pytest
+
+# The quick tier while editing: everything but the end-to-end pipeline runs (a few minutes).
+check: install lint
+	$(PYTHON) -m pytest -m "not slow and not gpu and not pipeline"
 
 test-all: install browser lint
 	$(PYTHON) -m pytest -m ""

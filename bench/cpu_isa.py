@@ -81,7 +81,8 @@ def main() -> None:
     print(machine())
     with open("/proc/cpuinfo") as info:
         flags = next((line for line in info if line.startswith("flags")), "").split()
-    print("CPU instruction sets:", " ".join(sorted(f for f in flags if f.startswith(("avx", "amx", "sse4")))))
+    isas = sorted(f for f in flags if f.startswith(("avx", "amx", "sse4")))
+    print("CPU instruction sets:", " ".join(isas))
     with tempfile.TemporaryDirectory(prefix="faceattrs-isa-") as tmp:
         work = Path(tmp)
         raw = yaml.safe_load(args.params.read_text())
@@ -99,7 +100,7 @@ def main() -> None:
             r["ratio"], r["same_model"] = r["seconds"] / base["seconds"], r["digest"] == base["digest"]
             same = "same model bytes" if r["same_model"] else "OTHER model bytes"
             print(f"{name} against default: time ratio {r['ratio']:.2f}x, {same}")
-    save_result("cpu_isa", {"epochs": args.epochs, "flags": flags, "rows": rows})
+    save_result("cpu_isa", {"epochs": args.epochs, "instruction_sets": isas, "rows": rows})
 
 
 if __name__ == "__main__":

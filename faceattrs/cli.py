@@ -121,8 +121,9 @@ def recipe(args: argparse.Namespace) -> None:
             print(f"{name:<32} {path.read_text().splitlines()[0].lstrip('# ')}")
         return
     experiment = args.experiment or args.name
-    if args.execute and not args.replace and args.experiment is None:
-        # A second run of a recipe is a new experiment, not a clash with the first (--replace overwrites it).
+    if (args.execute or args.queue) and not args.replace and args.experiment is None:
+        # A second run (or queueing) of a recipe is a new experiment, not a clash with the first (--replace
+        # overwrites it).
         experiment = recipes.free_name(args.name, _experiments())
     # Refuses what the schema would reject, and a params.yaml without a key to set, before DVC runs.
     command = recipes.command(

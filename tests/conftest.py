@@ -34,6 +34,17 @@ SMALL = SyntheticParams(
 )
 
 
+# Modules whose tests run DVC or Prefect end to end on a copy of the repository: minutes each.
+PIPELINE_MODULES = {"test_journeys", "test_stages", "test_flows", "test_versioning"}
+
+
+def pytest_collection_modifyitems(items):
+    """Mark ``pipeline`` the tests that run the pipeline itself, so that ``make check`` can leave them out."""
+    for item in items:
+        if item.module.__name__.rsplit(".", 1)[-1] in PIPELINE_MODULES or "reproduced_repo" in item.fixturenames:
+            item.add_marker(pytest.mark.pipeline)
+
+
 @pytest.fixture(scope="session")
 def synthetic_raw(tmp_path_factory) -> Path:
     """A 400-image synthetic CelebA folder; tests must not modify it (copy it first)."""

@@ -126,13 +126,14 @@ def _experiment_params(repo: Path) -> dict[str, dict]:
     return out
 
 
-def _run_recipes(repo: Path, names: list[str]) -> dict[str, dict]:
-    """Each recipe run with `faceattrs recipe NAME --run`, one after another; the params each was resolved to."""
+def _run_recipes(repo: Path, names: list[str], how: str = "--run") -> dict[str, dict]:
+    """Each recipe run (or queued) with `faceattrs recipe NAME --run`, one after another; the params each was
+    resolved to, by the experiment's name."""
     expected = {}
     for name in names:
         extra = _scaled_down(name, repo / "params.yaml")
         wanted = recipes.resolve(name, repo / "params.yaml", extra).model_dump(mode="json")
-        command = [sys.executable, "-m", "faceattrs.cli", "recipe", name, "--run"]
+        command = [sys.executable, "-m", "faceattrs.cli", "recipe", name, how]
         ran = subprocess.run(
             [*command, *(a for x in extra for a in ("-S", x))],
             cwd=repo,
@@ -152,14 +153,20 @@ def test_recipes_one_after_another_are_each_what_the_recipe_says_and_a_rerun_is_
 ):
     repo = copy_repo(reproduced_repo[0], tmp_path / "repo")
     # MobileNet's centre crop, MixUp and affine would leak into the baseline if recipes stacked.
-    expected = _run_recipes(repo, ["mobilenetv2-focal-mixup", "resnet18-bce-baseline", "mobilenetv2-focal-mixup"])
-    assert list(expected) == ["mobilenetv2-focal-mixup", "resnet18-bce-baseline", "mobilenetv2-focal-mixup-2"]
+    expected = _run_recipes(repo, ["mobilenetv2-focal-mixup", "resnet18-bce-baseline"])
+    assert list(expected) == ["mobilenetv2-focal-mixup", "resnet18-bce-baseline"]
     found = _experiment_params(repo)
     for name, wanted in expected.items():
         assert found[name] == wanted, name
     baseline = found["resnet18-bce-baseline"]
     assert baseline["augment"]["center_crop"] is None and baseline["augment"]["mixup_alpha"] == 0
     assert baseline["augment"]["affine"] is None and baseline["target"]["expression"] is None
+    # A recipe again, queued: a new experiment beside the first, which stays as it was.
+    again = _run_recipes(repo, ["mobilenetv2-focal-mixup"], how="--queue")
+    assert list(again) == ["mobilenetv2-focal-mixup-2"]
+    queued = dvc(repo, "queue", "status").stdout
+    assert "mobilenetv2-focal-mixup-2" in queued, queued
+    assert _experiment_params(repo)["mobilenetv2-focal-mixup"] == expected["mobilenetv2-focal-mixup"]
 
 
 @pytest.mark.slow
