@@ -48,6 +48,8 @@ def test_duplicate_detection_scores_against_planted_truth(cleaned, synthetic_raw
     assert score["exact_pair_recall"] == 1.0, "every byte-identical copy must be found"
     assert score["duplicate_pair_precision"] == 1.0, "a look-alike or another pair was merged"
     assert score["lookalike_pairs_kept_apart"] == 1.0
+    assert score["background_hue_lookalikes"] >= 3, "the generator plants the same face before another hue"
+    assert score["background_hue_pairs_kept_apart"] == 1.0
     assert score["near_pair_recall"] >= 0.9
     assert score["unreadable_recall"] == score["unreadable_precision"] == 1.0
     exact = {a for a, _ in truth["exact_duplicates"]}
@@ -202,6 +204,57 @@ def test_a_small_local_change_is_another_photo(photo):
     assert result.ratio > 6.0
 
 
+def _regraded(img: Image.Image, strength: float) -> Image.Image:
+    """A colour grade over the whole picture: warmer channels, more saturation, brighter."""
+    from PIL import ImageEnhance
+
+    pixels = np.asarray(img, dtype=float) * [1 + 0.1 * strength, 1.0, 1 - 0.1 * strength] + [
+        8 * strength,
+        0,
+        -6 * strength,
+    ]
+    graded = ImageEnhance.Color(Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))).enhance(1 + 0.3 * strength)
+    return ImageEnhance.Brightness(graded).enhance(1 + 0.1 * strength)
+
+
+def _drawn(background_hue: float = 0.0, seed: int = 3) -> Image.Image:
+    from faceattrs.synthetic.drawing import draw_face, random_look
+
+    attrs = dict.fromkeys(ATTRIBUTES, 0) | {"No_Beard": 1, "Male": 1}
+    look = random_look(np.random.default_rng(seed), True)
+    return draw_face(attrs, look, np.random.default_rng([seed, 2]), background_hue=background_hue)[0]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_regraded_copy_is_the_same_photo(seed):
+    from faceattrs.cleaning.confirm import compare_bytes
+
+    original = _drawn(seed=seed)
+    result = compare_bytes(_encoded(np.asarray(original)), _encoded(np.asarray(_regraded(original, 1.0)), 85), 80.0)
+    assert result.same_photo(80.0, 6.0), result
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_same_face_before_a_background_of_another_hue_is_another_photo(seed):
+    from faceattrs.cleaning.confirm import compare_bytes
+
+    turned = _drawn(0.3, seed)
+    luma = [0.299, 0.587, 0.114]
+    # Equal brightness (but where a saturated colour clips): the two differ in colour only.
+    assert abs((np.asarray(turned, float) @ luma).mean() - (np.asarray(_drawn(0.0, seed), float) @ luma).mean()) < 3.0
+    result = compare_bytes(_encoded(np.asarray(_drawn(0.0, seed))), _encoded(np.asarray(turned)), 80.0)
+    assert not result.same_photo(80.0, 6.0), result
+
+
+def test_a_regrade_does_not_hide_a_local_change(photo):
+    from faceattrs.cleaning.confirm import compare_bytes
+
+    changed = photo.copy()
+    changed[95:105, 60:80] = changed[95:105, 60:80] * 0.3
+    graded = _regraded(Image.fromarray(changed.astype(np.uint8)), 1.0)
+    assert not compare_bytes(_encoded(photo), _encoded(np.asarray(graded, float)), 80.0).same_photo(80.0, 6.0)
+
+
 def test_lookalikes_are_proposed_by_the_hashes_and_kept_apart(cleaned, synthetic_raw):
     truth = read_truth(synthetic_raw)
     lookalikes = {tuple(sorted(p[:2])) for p in truth["lookalikes"]}
@@ -291,8 +344,19 @@ def test_a_real_photo_tells_its_copy_from_a_locally_changed_one():
         img.save(out, "JPEG", quality=quality)
         return out.getvalue()
 
+    # A re-grade of the whole photo stays it; the face before a background turned to another hue does not.
+    from faceattrs.synthetic.drawing import turn_hue
+
+    face = Image.new("L", base.size, 0)
+    ImageDraw.Draw(face).ellipse([35, 20, 145, 200], fill=255)
+    rebacked = Image.composite(base, turn_hue(base, 0.5), face)
+
     p = DedupeParams()
     copy = compare_bytes(jpeg(base, 90), jpeg(shifted, 70), p.max_difference)
     changed = compare_bytes(jpeg(base, 90), jpeg(barred, 70), p.max_difference)
+    regraded = compare_bytes(jpeg(base, 90), jpeg(_regraded(base, 1.0), 80), p.max_difference)
+    other_background = compare_bytes(jpeg(base, 90), jpeg(rebacked, 90), p.max_difference)
     assert copy.same_photo(p.max_difference, p.max_difference_ratio)
     assert not changed.same_photo(p.max_difference, p.max_difference_ratio)
+    assert regraded.same_photo(p.max_difference, p.max_difference_ratio), regraded
+    assert not other_background.same_photo(p.max_difference, p.max_difference_ratio), other_background

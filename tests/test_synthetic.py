@@ -19,7 +19,7 @@ from faceattrs.data.sources import verify_layout
 from faceattrs.synthetic import generator
 from faceattrs.synthetic.drawing import DRAWN, draw_face, random_look
 from faceattrs.synthetic.labels import HAIR_COLOURS, sample_labels
-from faceattrs.synthetic.truth import clean_labels, read_truth
+from faceattrs.synthetic.truth import BACKGROUND_HUE, clean_labels, read_truth
 
 
 def _digest(folder):
@@ -86,6 +86,23 @@ def test_planted_flaws_are_there_and_counted(synthetic_raw):
     assert sorted(set(truth["unreadable"].values())) == sorted(generator.UNREADABLE_KINDS)
     flipped = (published != clean_labels(truth)).to_numpy().sum()
     assert flipped > 0
+
+
+def test_background_hue_lookalikes_are_the_source_s_face_before_another_colour(synthetic_raw):
+    truth = read_truth(synthetic_raw)
+    images = ImageArchive.of(synthetic_raw)
+    identity = celeba.read_identity(synthetic_raw / celeba.IDENTITY_FILE)
+    clean = clean_labels(truth)
+    pairs = [(src, dst) for src, dst, change in truth["lookalikes"] if change == BACKGROUND_HUE]
+    assert len(pairs) >= 3
+    luma = np.array([0.299, 0.587, 0.114])
+    for src, dst in pairs:
+        assert identity[src] == identity[dst] and (clean.loc[src] == clean.loc[dst]).all()
+        a = np.asarray(Image.open(io.BytesIO(images.read(src))).convert("RGB"), dtype=float)
+        b = np.asarray(Image.open(io.BytesIO(images.read(dst))).convert("RGB"), dtype=float)
+        # Brightness kept (up to JPEG and clipping), colour changed: a hue, not a copy.
+        assert np.abs((a @ luma).mean() - (b @ luma).mean()) < 4
+        assert np.abs(a - b).mean() > 15
 
 
 def test_layout_verifies_and_partitions_keep_identities_apart(synthetic_raw):

@@ -17,7 +17,7 @@ from faceattrs.core.params import DedupeParams
 from faceattrs.data import celeba
 from faceattrs.data.archive import ImageArchive
 from faceattrs.data.celeba import ATTRIBUTES
-from faceattrs.synthetic.truth import TRUTH_FILE, read_truth
+from faceattrs.synthetic.truth import BACKGROUND_HUE, TRUTH_FILE, read_truth
 
 
 @dataclass
@@ -181,6 +181,7 @@ def score_against_truth(result: Cleaning, truth: dict) -> dict:
     near = {tuple(sorted(p[:2])) for p in truth["near_duplicates"]}
     found = duplicate_pairs(result.groups)
     lookalikes = {tuple(sorted(p[:2])) for p in truth.get("lookalikes", [])}
+    hue = {tuple(sorted(p[:2])) for p in truth.get("lookalikes", []) if p[2] == BACKGROUND_HUE}
     unreadable = set(result.dropped.loc[result.dropped["reason"].str.startswith("unreadable"), "image_id"])
     checked = len(result.faces) > 0
     no_face = set(result.faces.index[result.faces < result.summary["no_face"]["min_face_score"]])
@@ -191,6 +192,9 @@ def score_against_truth(result: Cleaning, truth: dict) -> dict:
         "near_pair_recall": ratio(found & near, near),
         # Different photos that look alike, which must stay apart.
         "lookalike_pairs_kept_apart": ratio(lookalikes - found, lookalikes),
+        # The same face before backgrounds of other hues: other photos, however alike.
+        "background_hue_lookalikes": len(hue),
+        "background_hue_pairs_kept_apart": ratio(hue - found, hue),
         "no_face_recall": ratio(no_face & set(truth["no_face"]), truth["no_face"]) if checked else None,
         "faces_flagged_as_no_face": len(no_face - set(truth["no_face"])) if checked else None,
         "unreadable_recall": ratio(unreadable & set(truth["unreadable"]), truth["unreadable"]),

@@ -9,6 +9,15 @@ out while a real change (glasses, a smile, an earring) stays. A pair is the same
 photo when the largest smoothed difference stays small, both in grey levels and
 against the typical difference of the pair: a local change over an otherwise
 identical picture is a different photo.
+
+A copy whose colours were changed as a whole (re-graded, white-balanced) differs
+everywhere, so a pair that fails is compared once more through colour maps: an
+affine map of RGB fitted on the face (the middle of an aligned picture), and one
+fitted on the rest, each applied to the whole picture. A re-grade is one map, so
+each explains the whole picture. The same face before a background of another hue
+is two maps: the face's leaves the background apart and the rest's leaves the face
+apart, so it stays another photo. Both maps must explain it: the better of the two
+alone would let a face region that holds some background fit a compromise.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ SCREENED_AT_ONCE = 65536  # pairs per vectorised thumbnail subtraction: about 60
 SIGMA = 2.0  # the smoothing of the difference, in pixels
 SHIFT = 3  # integer shifts searched, in pixels each way
 MARGIN = SHIFT + 3 * round(SIGMA)  # border left out: shifted-in edges and the blur's reach
+FACE_BOX = (0.3, 0.75, 0.3, 0.7)  # top, bottom, left, right of an aligned face, as fractions of the picture
 
 
 @dataclass(frozen=True)
@@ -111,28 +121,63 @@ def _measure(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return float(magnitude.max()), float(np.percentile(magnitude, 95))
 
 
+def _colour_mapped(a: np.ndarray, b: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """``b`` through the affine RGB map that best takes its ``region`` pixels to ``a``'s (least squares)."""
+    lifted = np.concatenate([b, np.ones((*b.shape[:2], 1), dtype=b.dtype)], axis=2)
+    fitted, *_ = np.linalg.lstsq(lifted[region], a[region], rcond=None)
+    return (lifted @ fitted.astype(np.float32)).astype(np.float32)
+
+
+def _halves(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Where an aligned face is (CelebA's eyes and mouth lie at about 0.5 and 0.7 of the height, within the
+    middle fifth of the width) and the rest of the picture."""
+    h, w = shape[:2]
+    top, bottom, left, right = FACE_BOX
+    centre = np.zeros((h, w), dtype=bool)
+    centre[round(top * h) : round(bottom * h), round(left * w) : round(right * w)] = True
+    inside = np.zeros((h, w), dtype=bool)
+    inside[MARGIN:-MARGIN, MARGIN:-MARGIN] = True
+    return centre & inside, ~centre & inside
+
+
+def _recoloured(a: np.ndarray, b: np.ndarray, unmapped: Comparison, max_difference: float) -> Comparison:
+    """``unmapped``, or the comparison through the face's and the rest's colour maps (the worse of the two)
+    where that is closer."""
+    if unmapped.peak <= max_difference or unmapped.peak > 3 * max_difference:
+        return unmapped
+    mapped = [Comparison(*_measure(a, _colour_mapped(a, b, region)), unmapped.refined) for region in _halves(a.shape)]
+    worse = max(mapped, key=lambda c: c.peak)
+    return worse if worse.peak < unmapped.peak else unmapped
+
+
 def compare(a: np.ndarray, b: np.ndarray, max_difference: float) -> Comparison:
-    """How far two decoded pictures of one size differ once registered."""
+    """How far two decoded pictures of one size differ once registered, in place and in colour."""
     if a.shape != b.shape:
         b = cv2.resize(b, (a.shape[1], a.shape[0]), interpolation=cv2.INTER_AREA)
+    registered, unmapped = _registered(a, b, max_difference)
+    return _recoloured(a, registered, unmapped, max_difference)
+
+
+def _registered(a: np.ndarray, b: np.ndarray, max_difference: float) -> tuple[np.ndarray, Comparison]:
+    """``b`` moved onto ``a`` (integer shift, then an affine fit where it helps) and how far they differ."""
     ga, gb = a.mean(axis=2), b.mean(axis=2)
     dx, dy = _best_shift(ga, gb)
-    peak, typical = _measure(a, _shifted(b, dx, dy))
+    shifted = _shifted(b, dx, dy)
+    unfitted = Comparison(*_measure(a, shifted), refined=False)
     # A shift explains copies that were shifted or re-encoded; a peak far beyond the limit
     # is another face, which no fit would make the same. In between, fit scale and
     # sub-pixel shift too (a rescaled copy), and keep the fit only where it helps.
-    if peak <= max_difference or peak > 3 * max_difference:
-        return Comparison(peak, typical, refined=False)
+    if unfitted.peak <= max_difference or unfitted.peak > 3 * max_difference:
+        return shifted, unfitted
     warp = np.array([[1, 0, dx], [0, 1, dy]], dtype=np.float32)
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 40, 1e-5)
     try:
         _, fitted = cv2.findTransformECC(ga, gb, warp.copy(), cv2.MOTION_AFFINE, criteria, None, 5)
     except cv2.error:  # no convergence: the pictures do not correspond
-        return Comparison(peak, typical, refined=False)
-    refit = _measure(a, _warped(b, fitted))
-    if refit[0] < peak:
-        return Comparison(*refit, refined=True)
-    return Comparison(peak, typical, refined=False)
+        return shifted, unfitted
+    warped = _warped(b, fitted)
+    refit = Comparison(*_measure(a, warped), refined=True)
+    return (warped, refit) if refit.peak < unfitted.peak else (shifted, unfitted)
 
 
 def compare_bytes(first: bytes, second: bytes, max_difference: float) -> Comparison:

@@ -85,6 +85,19 @@ def _background(rng: np.random.Generator) -> Image.Image:
     return img
 
 
+# RGB to YIQ: Y is the brightness a hue turn keeps, I and Q the chroma it rotates.
+_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+
+
+def turn_hue(img: Image.Image, turns: float) -> Image.Image:
+    """``img`` with its hue turned by ``turns`` of a full circle and its brightness (luma) unchanged."""
+    c, s = math.cos(2 * math.pi * turns), math.sin(2 * math.pi * turns)
+    rotate = np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+    matrix = np.linalg.inv(_YIQ) @ rotate @ _YIQ
+    rgb = np.asarray(img, dtype=np.float64) @ matrix.T
+    return Image.fromarray(np.clip(np.rint(rgb), 0, 255).astype(np.uint8), "RGB")
+
+
 def _ellipse_points(cx, cy, rx, ry, start_deg, end_deg, n=24):
     return [
         (cx + rx * math.cos(math.radians(a)), cy + ry * math.sin(math.radians(a)))
@@ -458,15 +471,20 @@ PARTS: tuple[Part, ...] = (
 )
 
 
-def draw_face(attrs: dict[str, int], look: Look, rng: np.random.Generator) -> tuple[Image.Image, np.ndarray]:
+def draw_face(
+    attrs: dict[str, int], look: Look, rng: np.random.Generator, background_hue: float = 0.0
+) -> tuple[Image.Image, np.ndarray]:
     """Draw one face, part by part; returns the image and its 5 landmarks (10 ints, aligned coordinates).
 
     Background, layout, parts and pose with lighting each draw from their own stream of
     ``rng``: the same ``rng`` with another face, or one attribute changed, gives a
-    look-alike in the same scene, pose and light.
+    look-alike in the same scene, pose and light. ``background_hue`` turns the background's
+    hue (its brightness kept): the same face, pose and light in front of another colour.
     """
     scene, placement, parts, pose = rng.spawn(4)
     img = _background(scene)
+    if background_hue:
+        img = turn_hue(img, background_hue)
     face = layout(attrs, look, placement)
     layer = Image.new("RGBA", img.size, (0, 0, 0, 0))
     d = ImageDraw.Draw(layer)

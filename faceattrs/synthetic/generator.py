@@ -24,13 +24,16 @@ from faceattrs.data import archive, celeba
 from faceattrs.data.celeba import ATTRIBUTES
 from faceattrs.synthetic.drawing import DRAWN, Look, draw_face, draw_no_face, random_look
 from faceattrs.synthetic.labels import sample_labels
-from faceattrs.synthetic.truth import TRUTH_FILE
+from faceattrs.synthetic.truth import BACKGROUND_HUE, TRUTH_FILE
 
 # Official partition sizes, as fractions of 202,599.
 PARTITION_FRACTIONS = (162_770 / 202_599, 19_867 / 202_599)
 UNREADABLE_KINDS = ("truncated", "empty", "not_jpeg")
 # What a same-identity look-alike changes: one small thing in the same scene, pose and light.
 LOOKALIKE_CHANGES = ("Eyeglasses", "Smiling", "Wearing_Earrings", "Wearing_Hat")
+# How far a look-alike's background hue turns, in turns of the colour circle: at least 0.3 (108 degrees,
+# blue against orange-red, say) so that the two are other colours and not a tint that a re-grade makes.
+HUE_TURNS = (0.3, 0.7)
 
 
 @dataclass(frozen=True)
@@ -38,8 +41,9 @@ class _Job:
     index: int
     labels: dict
     look: Look | None  # None: a picture with no face
-    seed: tuple[int, int]
+    seed: tuple[int, ...]
     quality: int
+    background_hue: float = 0.0
 
 
 def _render(job: _Job) -> tuple[int, bytes, np.ndarray]:
@@ -47,7 +51,7 @@ def _render(job: _Job) -> tuple[int, bytes, np.ndarray]:
     if job.look is None:
         img, landmarks = draw_no_face(rng), np.zeros(10, dtype=np.int32)
     else:
-        img, landmarks = draw_face(job.labels, job.look, rng)
+        img, landmarks = draw_face(job.labels, job.look, rng, background_hue=job.background_hue)
     return job.index, encode_jpeg(img, job.quality), landmarks
 
 
@@ -85,9 +89,10 @@ def _unreadable_bytes(kind: str, data: bytes) -> bytes:
 def _plant_lookalikes(rng, taken, count: int, flawed: set, partition, identity_index, clean: pd.DataFrame) -> list:
     """(source, image, change) triples: each image is drawn in its source's scene, pose and light.
 
-    Half are the source's identity with one small thing changed (glasses, smile,
-    earrings, hat), so the image joins the source's identity and labels; the other
-    half are another identity in the same layout.
+    A third are the source's identity with one small thing changed (glasses, smile,
+    earrings, hat), so the image joins the source's identity and labels; a third are
+    another identity in the same layout; a third are the source's face itself, labels
+    and all, before its background turned to another hue of the same brightness.
     """
     planted = []
     pool = iter(rng.permutation(len(partition)).tolist())
@@ -97,15 +102,17 @@ def _plant_lookalikes(rng, taken, count: int, flawed: set, partition, identity_i
         used.add(dst)
         # The source: an image the other flaws leave alone, in the image's partition when it
         # must share the identity (CelebA shares no identity between partitions).
-        src = next(i for i in pool if i not in used and (k % 2 or partition[i] == partition[dst]))
+        kind = k % 3
+        src = next(i for i in pool if i not in used and (kind == 1 or partition[i] == partition[dst]))
         used.add(src)
-        if k % 2:
+        if kind == 1:
             planted.append((src, dst, "identity"))
             continue
-        change = str(rng.choice(LOOKALIKE_CHANGES))
+        change = str(rng.choice(LOOKALIKE_CHANGES)) if kind == 0 else BACKGROUND_HUE
         identity_index[dst] = identity_index[src]
         row = clean.iloc[src].copy()
-        row[change] = 1 - row[change]
+        if kind == 0:
+            row[change] = 1 - row[change]
         clean.iloc[dst] = row
         planted.append((src, dst, change))
     return planted
@@ -198,6 +205,11 @@ def _draw(out: Path, params: SyntheticParams, names, clean, looks, identity_inde
     no_face_set = set(flaws.no_face)
     copies = flaws.copies
     scene_of = {dst: src for src, dst, _ in flaws.lookalikes}
+    hue_of = {
+        dst: float(np.random.default_rng([params.seed, 4, dst]).uniform(*HUE_TURNS))
+        for _, dst, change in flaws.lookalikes
+        if change == BACKGROUND_HUE
+    }
     # A generator: 202,599 jobs held at once would cost more memory than the images.
     jobs = (
         _Job(
@@ -206,6 +218,7 @@ def _draw(out: Path, params: SyntheticParams, names, clean, looks, identity_inde
             None if i in no_face_set else looks[identity_index[i]],
             (params.seed, 2, scene_of.get(i, i)),
             params.jpeg_quality,
+            hue_of.get(i, 0.0),
         )
         for i in range(n)
         if i not in copies

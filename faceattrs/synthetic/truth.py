@@ -11,6 +11,9 @@ import pandas as pd
 from faceattrs.data.celeba import ATTRIBUTES
 
 TRUTH_FILE = "synthetic_truth.json"
+# The change of a look-alike (the truth's "lookalikes" lists source, image, change) that is the source's own face
+# before a background of another hue.
+BACKGROUND_HUE = "background_hue"
 
 
 def read_truth(folder: Path | str) -> dict:
