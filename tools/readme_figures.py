@@ -326,7 +326,7 @@ def cpu_isa(root: Path) -> str:
         ratio = "-" if r.get("ratio") is None else f"{r['ratio']:.2f}x"
         same = "-" if r.get("same_model") is None else ("yes" if r["same_model"] else "no")
         lines.append(f"| {name} | {r.get('isa', '-')} | {r['seconds']:.1f} | {ratio} | {same} |")
-    sets = " ".join(sorted(f for f in record.get("flags", []) if f.startswith(("avx", "amx", "sse4"))))
+    sets = " ".join(record.get("instruction_sets", []))
     epochs = record.get("epochs", "?")
     lines += ["", f"{epochs} epochs; the CPU's instruction sets: {sets or '-'}. {_bench_source(record)}"]
     return "\n".join(lines) + "\n"
