@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import torch
 import yaml
 
 from faceattrs.core.params import DedupeParams
@@ -231,6 +232,9 @@ def test_dvc_repro_runs_once_then_only_what_a_param_touches(reproduced_repo, tmp
     figures = next(iter(json.loads(shown.stdout).values()))["data"]["reports/evaluate/metrics.json"]["data"]
     assert figures["official_test"]["mean_accuracy"] == official["mean_accuracy"]
     assert len(celeba.read_attributes(repo / "data/predictions/predictions_attr.txt")) == metrics_rows(repo)
+    # The figures name the machine that trained the model: another CPU's instruction set gives other ones.
+    trained = json.loads((repo / "reports/evaluate/run.json").read_text())["trained_with"]
+    assert trained["machine"]["cores"] == os.cpu_count() and trained["machine"]["torch"] == torch.__version__
 
     # A change to any module a stage imports makes DVC report that stage, and only the stages that import it.
     losses = repo / "faceattrs/training/losses.py"

@@ -37,6 +37,7 @@ WRITERS = {
     "bench/results/training_time_defaults.json": "`python bench/training_time.py`",
     "bench/results/training_time_data_on.json": "`python bench/training_time.py --compare data_on`",
     "bench/results/cpu_isa.json": "`python bench/cpu_isa.py`",
+    "bench/results/machine_spread.json": "`python bench/machine_spread.py` after `make repro`",
     "faceattrs/recipes/seeds/": "the recipes' seed tables (faceattrs/recipes/seeds/)",
 }
 
@@ -99,9 +100,19 @@ def headline(root: Path) -> str:
         "",
         f"Official test: the {official.get('images', 0):,} readable images of the published test partition, "
         "labels as published (the figure to set beside published results); test: the test split after cleaning "
-        f"(`dvc metrics show {path}`).",
+        f"(`dvc metrics show {path}`). {_trained_on(root)}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _trained_on(root: Path) -> str:
+    """Which machine trained the model these figures score (reports/evaluate/run.json): another CPU's differ."""
+    path = "reports/evaluate/run.json"
+    trained = _field(_json(root, path), "trained_with", path)
+    m = trained.get("machine") or {}
+    isa = m.get("instruction_set") or "unknown instruction set"
+    gpu = f", GPU {m['gpu']}" if m.get("gpu") else ""
+    return f"Trained on {m.get('cpu', 'an unrecorded machine')} ({m.get('cores', '?')} cores, {isa}{gpu})."
 
 
 def official_test(root: Path) -> str:
@@ -332,6 +343,31 @@ def cpu_isa(root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def machine_spread(root: Path) -> str:
+    """The default run's figures on each machine that ran it, by commit (bench/results/machine_spread.json)."""
+    path = "bench/results/machine_spread.json"
+    record = _json(root, path)
+    rows = _field(record, "rows", path)
+    lines = [
+        "| commit | machine that trained | official test | test (cleaned) | gender-fair | flagged labels |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        flagged = "-" if r.get("test.flagged_labels") is None else f"{r['test.flagged_labels']:,}"
+        lines.append(
+            f"| {r['commit']} | {r['machine']} | {_pct(r.get('official_test.mean_accuracy'))} | "
+            f"{_pct(r.get('test.mean_accuracy'))} | {_pct(r.get('test.gender_fair_score'))} | {flagged} |"
+        )
+    spreads = []
+    for commit in dict.fromkeys(r["commit"] for r in rows):
+        accuracies = [r["test.mean_accuracy"] for r in rows if r["commit"] == commit]
+        if len(accuracies) > 1:
+            spreads.append(f"{commit}: {max(accuracies) - min(accuracies):.5f} across {len(accuracies)} machines")
+    spread = "; ".join(spreads) or "no commit has run on two machines yet"
+    lines += ["", f"Spread of test mean accuracy at one commit: {spread}. {_bench_source(record)}"]
+    return "\n".join(lines) + "\n"
+
+
 RENDERERS: dict[str, Callable[[Path], str]] = {
     "headline": headline,
     "official-test": official_test,
@@ -345,6 +381,7 @@ RENDERERS: dict[str, Callable[[Path], str]] = {
     "defaults-time": defaults_time,
     "data-on": data_on,
     "cpu-isa": cpu_isa,
+    "machine-spread": machine_spread,
 }
 
 
