@@ -453,12 +453,33 @@ def test_dvclive_logs_in_a_git_repository_with_no_commit_yet(tmp_path, monkeypat
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
     subprocess.run(["dvc", "init", "-q"], cwd=tmp_path, check=True, env={**os.environ, "DVC_NO_ANALYTICS": "1"})
     monkeypatch.chdir(tmp_path)
-    live = open_live(tmp_path / "reports/train", resumed=False)
+    live = open_live(tmp_path / "reports/train", resumed_after=None)
     live.log_metric("loss", 0.5)
     live.next_step()
     live.end()
     assert (tmp_path / "reports/train/metrics.json").exists()
     assert "0.5" in (tmp_path / "reports/train/plots/metrics/loss.tsv").read_text()
+
+
+@pytest.mark.parametrize("summary", ['{"step": 1, "train": {"lo', "", None])
+def test_dvclive_resumes_where_the_checkpoint_is_after_a_kill_mid_write(tmp_path, monkeypatch, summary):
+    # dvclive writes its files in place: a run killed as it logs leaves a cut summary, a half row, or rows and a
+    # step the checkpoint does not hold. Resumed after epoch 2, the logs go on at step 2, rows 0 and 1 kept.
+    from faceattrs.training.callbacks import open_live
+
+    monkeypatch.chdir(tmp_path)
+    live_dir = tmp_path / "reports/train"
+    (live_dir / "plots/metrics/train").mkdir(parents=True)
+    if summary is not None:
+        (live_dir / "metrics.json").write_text(summary)
+    (live_dir / "plots/metrics/train/loss.tsv").write_text("step\tloss\n0\t0.9\n1\t0.7\n2\t0.")
+    live = open_live(live_dir, resumed_after=2)
+    assert live.step == 2
+    live.log_metric("train/loss", 0.5)
+    live.next_step()
+    live.end()
+    assert (live_dir / "plots/metrics/train/loss.tsv").read_text() == "step\tloss\n0\t0.9\n1\t0.7\n2\t0.5\n"
+    assert json.loads((live_dir / "metrics.json").read_text())["step"] == 2
 
 
 @pytest.mark.parametrize(

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
 
+from faceattrs.core import atomic
 from faceattrs.training.checkpoints import BestWeights, ResumePoint, RunKey
 from faceattrs.training.fit import Callback, EpochRecord, FitState, Parts
 from faceattrs.training.step import evaluated_model, plain_model
 
 
-def open_live(live_dir: Path, resumed: bool):
-    """dvclive's logger for ``live_dir``; also in a git repository with no commit yet.
+def open_live(live_dir: Path, resumed_after: int | None):
+    """dvclive's logger for ``live_dir``, going on after epoch ``resumed_after`` (None: a new run); also in a git
+    repository with no commit yet.
 
     dvclive asks git for the current commit before it checks for an empty repository
     and fails there (dvclive 3.49, treeverse/dvclive#522): a `git init && dvc init &&
@@ -24,11 +27,35 @@ def open_live(live_dir: Path, resumed: bool):
     from dvclive import Live
     from scmrepo.exceptions import SCMError
 
+    if resumed_after is not None:
+        _agree_with_checkpoint(live_dir, resumed_after)
     try:
-        return Live(str(live_dir), dvcyaml=False, resume=resumed, save_dvc_exp=False)
+        return Live(str(live_dir), dvcyaml=False, resume=resumed_after is not None, save_dvc_exp=False)
     except SCMError:
         with mock.patch("dvclive.live.get_dvc_repo", return_value=None):
-            return Live(str(live_dir), dvcyaml=False, resume=resumed, save_dvc_exp=False)
+            return Live(str(live_dir), dvcyaml=False, resume=resumed_after is not None, save_dvc_exp=False)
+
+
+def _agree_with_checkpoint(live_dir: Path, epochs: int) -> None:
+    """dvclive's summary and rows as a run that logged exactly ``epochs`` epochs leaves them.
+
+    dvclive writes in place: a run killed as it logged leaves a cut summary (which its resume
+    cannot parse), a half row, or a row of an epoch the checkpoint does not hold (it is written
+    first). Its resume reads the step from the summary, so that step is set here.
+    """
+    summary_file = live_dir / "metrics.json"
+    try:
+        summary = json.loads(summary_file.read_text())
+    except (OSError, ValueError):
+        summary = None
+    summary = summary if isinstance(summary, dict) else {}
+    if summary.get("step") != epochs - 1:
+        atomic.write_json(summary_file, {**summary, "step": epochs - 1})
+    for table in sorted((live_dir / "plots" / "metrics").rglob("*.tsv")):
+        header, *rows = table.read_text().split("\n")
+        kept = [r for r in rows[:-1] if r.split("\t", 1)[0].isdigit() and int(r.split("\t", 1)[0]) < epochs]
+        if kept != rows[:-1] or rows[-1]:
+            atomic.write_text(table, "\n".join([header, *kept, ""]))
 
 
 class LiveLog(Callback):

@@ -145,7 +145,8 @@ def train(
     run = FitRun.of(tp, params.schedule, progress and world.main)
     signature = models.signature(params.model, built.target.names)
     own: list[Callback] = [EarlyStopping(tp.early_stopping, tp.monitor, world.main)] if tp.early_stopping else []
-    with open_live(live_dir, start is not None) if world.main else contextlib.nullcontext() as live:
+    resumed_after = start.epoch if start is not None else None
+    with open_live(live_dir, resumed_after) if world.main else contextlib.nullcontext() as live:
         if world.main:
             # Checkpoints first: dvclive's step moves on only once the epoch is safe on disk.
             own += [Checkpointer(out_dir, key, signature, tp.keep), LiveLog(live, tp.epochs)]
