@@ -34,15 +34,24 @@ SMALL = SyntheticParams(
 )
 
 
-# Modules whose tests run DVC or Prefect end to end on a copy of the repository: minutes each.
-PIPELINE_MODULES = {"test_journeys", "test_stages", "test_flows", "test_versioning"}
+# Modules whose tests run DVC or Prefect end to end on a copy of the repository, or several processes that
+# train: seconds to minutes each.
+INTEGRATION_MODULES = {
+    "test_journeys",
+    "test_stages",
+    "test_flows",
+    "test_versioning",
+    "test_distributed",
+    "test_install",
+}
 
 
 def pytest_collection_modifyitems(items):
-    """Mark ``pipeline`` the tests that run the pipeline itself, so that ``make check`` can leave them out."""
+    """Mark ``integration`` the tests of those modules and those on the reproduced repository (others carry the
+    mark themselves), so that ``make check`` can leave them out."""
     for item in items:
-        if item.module.__name__.rsplit(".", 1)[-1] in PIPELINE_MODULES or "reproduced_repo" in item.fixturenames:
-            item.add_marker(pytest.mark.pipeline)
+        if item.module.__name__.rsplit(".", 1)[-1] in INTEGRATION_MODULES or "reproduced_repo" in item.fixturenames:
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")

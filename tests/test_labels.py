@@ -63,6 +63,7 @@ def test_folds_keep_each_identity_in_one_fold_and_balance_images():
     assert (identity_folds(identity, 3, seed=5) == fold).all()
 
 
+@pytest.mark.integration
 def test_kfold_search_on_tiny_shards_flags_and_applies_the_policy(tiny_shards, synthetic_raw):
     from faceattrs.synthetic.truth import read_truth
     from faceattrs.training.build import TrainingParams

@@ -173,6 +173,7 @@ def test_extra_overrides_mean_what_dvc_will_make_of_them(name, extra, defaults, 
     assert ran[1][:6] == ["dvc", "exp", "run", "-f", "-n", name]
 
 
+@pytest.mark.integration
 def test_a_bad_extra_override_is_refused_before_dvc_runs(monkeypatch, capsys, defaults):
     from faceattrs import cli
 
@@ -215,6 +216,7 @@ def weights_file(backbone: str, folder: Path) -> tuple[Path, str]:
 
 # The three largest backbones take about 15 s each even at this scale; they run with -m slow (make test-all).
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in recipes.HEAVY else n for n in NAMES])
+@pytest.mark.integration
 def test_every_recipe_trains_evaluates_and_predicts_end_to_end(name, synthetic_raw, tmp_path):
     from faceattrs.cleaning.clean import load_raw
     from faceattrs.data import shards
@@ -410,6 +412,7 @@ def test_the_plateau_schedule_cuts_the_rate_on_a_plateau_not_on_a_slow_improveme
     assert lr < 0.1 and state.best_epoch == 1
 
 
+@pytest.mark.integration
 def test_keep_last_keeps_the_last_epoch_though_val_accuracy_peaked_earlier(tiny_shards, tmp_path, monkeypatch):
     """resnet18-bce-baseline: its seed trained all 10 epochs and evaluated that model, not the best epoch's."""
     from faceattrs.training import run
@@ -439,6 +442,7 @@ def test_keep_last_keeps_the_last_epoch_though_val_accuracy_peaked_earlier(tiny_
         assert model.val_mean_accuracy == pytest.approx(0.6 - 0.01 * kept)
 
 
+@pytest.mark.integration
 def test_weights_from_the_positive_ratios_make_the_model_more_selective(tiny_shards, tmp_path):
     """efficientnet-b0-weighted-focal: its seed reports, against its baseline, precision up and recall down
     ("the final model became for selective and precise"). Weighing each attribute's positives by its positive

@@ -68,6 +68,7 @@ class KilledIn(Callback):
             raise KeyboardInterrupt("simulated kill")
 
 
+@pytest.mark.integration
 def test_resume_after_a_kill_gives_the_same_result(tiny_shards, tmp_path, trained, capsys):
     params = tiny_params(train={"epochs": 3})
     with pytest.raises(KeyboardInterrupt):
@@ -106,6 +107,7 @@ def test_non_finite_loss_stops_with_a_clear_message(tiny_shards, tmp_path, monke
         run.train(tiny_params(), tiny_shards, tmp_path / "m", tmp_path / "l", progress=False)
 
 
+@pytest.mark.integration
 def test_evaluation_measures_and_thresholds(trained, tiny_shards, synthetic_raw):
 
     out, _ = trained
@@ -136,6 +138,7 @@ def test_evaluation_measures_and_thresholds(trained, tiny_shards, synthetic_raw)
     assert "## By group: Male and not Male" in report
 
 
+@pytest.mark.integration
 def test_derived_target_trains_and_evaluates_with_the_fair_score(tiny_shards, tmp_path):
     params = tiny_params(
         target={"expression": "Blond_Hair ^ Eyeglasses"}, train={"epochs": 1}, model={"head": "mlp", "head_hidden": 16}
@@ -179,6 +182,7 @@ def test_photo_scores_equal_shard_scores(trained, tiny_shards, synthetic_photos)
     assert np.allclose(from_shards, from_photos, atol=1e-4)
 
 
+@pytest.mark.integration
 def test_cli_prints_a_table_for_one_photo_and_files_for_many(trained, synthetic_photos, tmp_path):
     out, _ = trained
     image = synthetic_photos / "000001.jpg"
@@ -262,6 +266,7 @@ def test_a_model_with_backbone_args_predicts_from_its_checkpoint_alone(tiny_shar
         Predictor(tmp_path / "other.pt")
 
 
+@pytest.mark.integration
 def test_the_default_backbone_trains_and_its_checkpoint_loads_in_a_fresh_process(tiny_shards, tmp_path):
     """resnet10t_075 is faceattrs's name, not timm's: a new process knows it only through faceattrs."""
     default = Params().model.backbone
@@ -340,6 +345,7 @@ def test_on_the_cpu_convolutions_on_small_maps_stay_nchw_and_compute_the_same():
     assert torch.allclose(mixed, plain, atol=1e-4)
 
 
+@pytest.mark.integration
 def test_early_stopping_stops_when_val_accuracy_stalls(tiny_shards, tmp_path, monkeypatch):
     # Validation that never improves after epoch 1 (BatchNorm's running statistics would
     # move it a little even with a frozen learning rate, so it is pinned here).
@@ -355,6 +361,7 @@ def test_early_stopping_stops_when_val_accuracy_stalls(tiny_shards, tmp_path, mo
     assert result["epochs"] == 2 and result["best_epoch"] == 1
 
 
+@pytest.mark.integration
 def test_the_monitor_picks_the_kept_epoch_and_stops_on_val_loss(tiny_shards, tmp_path, monkeypatch):
     # Val accuracy rises every epoch while val loss is best at epoch 2: the monitor decides which counts.
     real, calls = fit_module.run_epoch, {"val": 0}
@@ -387,6 +394,7 @@ class Epochs(Callback):
         self.seen.append(record.epoch)
 
 
+@pytest.mark.integration
 def test_a_change_to_any_module_the_train_stage_imports_starts_over(
     tiny_shards, trained, tmp_path, monkeypatch, capsys
 ):
@@ -503,6 +511,7 @@ def test_fp16_training_steps_with_a_gradient_scaler_on_the_gpu(tiny_shards, tmp_
     assert result["epochs"] == 1 and np.isfinite(result["best_val_mean_accuracy"])
 
 
+@pytest.mark.integration
 def test_the_checkpoint_kept_is_the_monitor_s_choice_train_val_gap_too(tiny_shards, tmp_path):
     params = tiny_params(train={"epochs": 3, "monitor": "train_val_gap"})
     result = run.train(params, tiny_shards, tmp_path / "models", tmp_path / "live", progress=False)
