@@ -64,11 +64,12 @@ def save_result(name: str, payload: dict) -> Path:
     """A benchmark's figures as ``bench/results/NAME.json``, with the machine, the date and the command, for the
     README's figure blocks (tools/readme_figures.py) to quote instead of a figure typed by hand."""
     import json
+    import shlex
     import sys
 
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
-    record = {"machine": machine(), "command": " ".join(["python", *sys.argv]), **payload}
+    record = {"machine": machine(), "command": shlex.join(["python", *sys.argv]), **payload}
     path.write_text(json.dumps(record, indent=1, default=str) + "\n")
     print(f"results -> {path}")
     return path
