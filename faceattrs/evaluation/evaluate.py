@@ -134,21 +134,11 @@ def metrics_json(results: dict) -> dict:
     are measured), then the cleaned test and val splits; ``headline`` takes metrics.json out of it."""
     out: dict = {}
     if OFFICIAL_TEST in results:
-        r = results[OFFICIAL_TEST]
-        out[OFFICIAL_TEST] = {
-            **r["figures"],
-            "mean_accuracy": round(float(np.mean(r["accuracy"])), 5),
-            "majority_baseline": round(float(np.mean(r["majority_baseline"])), 5),
-            "gender_fair_score": round(float(np.nanmean(r["fair_score"])), 5),
-            "mean_balanced_accuracy": round(float(np.mean(r["balanced_accuracy"])), 5),
-        }
+        out[OFFICIAL_TEST] = {**results[OFFICIAL_TEST]["figures"], **_means(results[OFFICIAL_TEST])}
     for split in ("test", "val"):
         r = results[split]
         out[split] = {
-            "mean_accuracy": round(float(np.mean(r["accuracy"])), 5),
-            "majority_baseline": round(float(np.mean(r["majority_baseline"])), 5),
-            "gender_fair_score": round(float(np.nanmean(r["fair_score"])), 5),
-            "mean_balanced_accuracy": round(float(np.mean(r["balanced_accuracy"])), 5),
+            **_means(r),
             "mean_f1": round(float(np.mean(r["f1"])), 5),
             # Against the labels confident learning does not flag as likely wrong.
             "mean_accuracy_unflagged": round(float(np.mean(r["accuracy_unflagged"])), 5),
@@ -164,6 +154,16 @@ def metrics_json(results: dict) -> dict:
         for name, found in results["label_issue_scores"].items():
             out["test"][f"label_issues_{name}"] = {k: found[k] for k in ("flagged", "wrong", "precision", "recall")}
     return out
+
+
+def _means(r: dict) -> dict:
+    """A scored split's per-attribute figures, averaged over the attributes."""
+    return {
+        "mean_accuracy": round(float(np.mean(r["accuracy"])), 5),
+        "majority_baseline": round(float(np.mean(r["majority_baseline"])), 5),
+        "gender_fair_score": round(float(np.nanmean(r["fair_score"])), 5),
+        "mean_balanced_accuracy": round(float(np.mean(r["balanced_accuracy"])), 5),
+    }
 
 
 # What metrics.json (the evaluate stage's `dvc metrics`) keeps of the summary: the figures people compare
