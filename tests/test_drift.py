@@ -48,7 +48,7 @@ REGISTRIES = [
 ]
 
 
-@pytest.mark.parametrize("section, field, registry", REGISTRIES, ids=lambda v: getattr(v, "__name__", str(v)))
+@pytest.mark.parametrize("section, field, registry", REGISTRIES, ids=[f"{s.__name__}-{f}" for s, f, _ in REGISTRIES])
 def test_schema_choices_equal_the_registry(section, field, registry):
     assert _choices(section, field) == set(registry)
 
