@@ -41,17 +41,15 @@ lint:
 repro: install
 	$(PYTHON) -m dvc repro
 
-# Two processes, a test file each at a time: the pipeline tests spend much of their time waiting on the
-# servers and subprocesses they start, which leaves the other core free.
 test: install browser lint
-	$(PYTHON) -m pytest -n 2 --dist loadfile
+	$(PYTHON) -m pytest
 
 # The quick tier while editing, about 3 minutes on 2 cores: the unit tests, without the integration ones.
 check: install lint
 	$(PYTHON) -m pytest -n 2 -m "not slow and not gpu and not integration"
 
 test-all: install browser lint
-	$(PYTHON) -m pytest -n 2 --dist loadfile -m ""
+	$(PYTHON) -m pytest -m ""
 
 # Prefect: this project's server on 127.0.0.1 (state in .prefect/), the pipeline flow, a sweep.
 prefect-server: install
