@@ -345,9 +345,7 @@ def cpu_isa(root: Path) -> str:
 
 def machine_spread(root: Path) -> str:
     """The default run's figures on each machine that ran it, by commit (bench/results/machine_spread.json)."""
-    path = "bench/results/machine_spread.json"
-    record = _json(root, path)
-    rows = _field(record, "rows", path)
+    record, rows = _rows(root, "bench/results/machine_spread.json")
     lines = [
         "| commit | machine that trained | official test | test (cleaned) | gender-fair | flagged labels |",
         "|---|---|---|---|---|---|",
