@@ -34,7 +34,6 @@ TYPED = re.compile(r"(?<![\w.=:/-])(?:0\.\d{3,}|1\.0{3,}|\d{1,3}\.\d+ ?%)(?!\w|\
 WRITERS = {
     "reports/": "`dvc repro` (the stages write reports/)",
     "bench/results/recipe_accuracy.json": "`python bench/recipe_accuracy.py`",
-    "bench/results/training_time_defaults.json": "`python bench/training_time.py`",
     "bench/results/training_time_data_on.json": "`python bench/training_time.py --compare data_on`",
     "bench/results/cpu_isa.json": "`python bench/cpu_isa.py`",
     "bench/results/machine_spread.json": "`python bench/machine_spread.py` after `make repro`",
@@ -286,24 +285,6 @@ def recipes(root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def defaults_time(root: Path) -> str:
-    """The previous default training against the current one (bench/results/training_time_defaults.json)."""
-    path = "bench/results/training_time_defaults.json"
-    record, rows = _rows(root, path)
-    lines = [
-        "| defaults | training (s) | test, drawn attributes | noise ceiling | gender-fair score |",
-        "|---|---|---|---|---|",
-        *(
-            f"| {r['name']} | {r['train_s']:.0f} | {_pct(r.get('drawn'))} | {_pct(r.get('ceiling'))} | "
-            f"{_pct(r.get('gender_fair'))} |"
-            for r in rows
-        ),
-        "",
-        f"Training time ratio {_field(record, 'ratio', path):.2f}x. {_bench_source(record)}",
-    ]
-    return "\n".join(lines) + "\n"
-
-
 def data_on(root: Path) -> str:
     """The loader against resident data (bench/results/training_time_data_on.json)."""
     path = "bench/results/training_time_data_on.json"
@@ -376,7 +357,6 @@ RENDERERS: dict[str, Callable[[Path], str]] = {
     "label-errors": label_errors,
     "labels-stage": labels_stage,
     "recipes": recipes,
-    "defaults-time": defaults_time,
     "data-on": data_on,
     "cpu-isa": cpu_isa,
     "machine-spread": machine_spread,
