@@ -7,12 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from faceattrs.cleaning.label_errors import labels_as_given
 from faceattrs.core import atomic, stage
 from faceattrs.core.provenance import provenance
 from faceattrs.reports.labels import write_report
 from faceattrs.synthetic.truth import truth_if_synthetic
-from faceattrs.training.build import TrainingParams
-from faceattrs.training.label_search import search
 
 # The params keys this stage reads: dvc.yaml's params for it, derived (tools/stage_deps.py).
 PARAMS = ("labels", "model", "loss", "augment", "optimizer", "schedule", "train")
@@ -27,9 +26,16 @@ def main() -> None:
     args = p.parse_args()
     atomic.remove_stale(args.out, args.reports)  # what a killed run left
     params = stage.params_of(args, PARAMS)
-    # The folds' models train as the train stage would, but on all 40 attributes: the target section is not theirs.
-    training = TrainingParams.of(params, target=False)
-    result = search(params.labels, training, args.shards, truth_if_synthetic(args.raw), stage.show_progress(args))
+    if params.labels.method == "none":
+        result = labels_as_given(params.labels, args.shards)
+    else:
+        # Imported here: torch and timm take most of this stage's time where no model trains.
+        from faceattrs.training.build import TrainingParams
+        from faceattrs.training.label_search import search
+
+        # The folds' models train as the train stage would, but on all 40 attributes: the target section is not theirs.
+        training = TrainingParams.of(params, target=False)
+        result = search(params.labels, training, args.shards, truth_if_synthetic(args.raw), stage.show_progress(args))
     with atomic.atomic_dir(args.out) as tmp:
         result.seen.to_parquet(tmp / "labels.parquet")
         result.flagged.to_parquet(tmp / "flagged.parquet", index=False)

@@ -18,6 +18,12 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("FACEATTRS_PROGRESS", "0")
+# Under pytest-xdist, each worker and every process it starts share the cores out instead of each taking
+# them all: torch's OpenMP threads spin while they wait, and two workers' threads spinning against each
+# other on two cores made a run take several times as long.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // _workers))
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from flows import server
 from flows.dvcrun import planned_stages
@@ -19,7 +20,7 @@ from flows.pool import wait_for_workers
 from flows.sweep import comparison
 from tests.browser import CHROMIUM, browser_page
 from tests.conftest import REPO
-from tests.test_stages import ENV, scratch_repo
+from tests.test_stages import ENV
 
 pytestmark = pytest.mark.timeout(1200)
 
@@ -47,9 +48,11 @@ def prefect(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    repo = scratch_repo(tmp_path_factory.mktemp("flows"))
-    return repo
+def repo(reproduced_repo, tmp_path_factory) -> Path:
+    """A copy of the reproduced scratch project, which this module's flows change and run again."""
+    from tests.conftest import copy_repo
+
+    return copy_repo(reproduced_repo[0], tmp_path_factory.mktemp("flows") / "repo")
 
 
 def _flows(prefect, *args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
@@ -157,10 +160,17 @@ def test_stage_order_is_dvcs_own(repo):
 
 
 def test_pipeline_flow_runs_every_stage_as_a_task(prefect, api, repo):
+    # A new training seed: the stages that read the train section and those after them run, the rest are
+    # up to date, and every one of them is a task.
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["train"]["seed"] += 1
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     result = _flows(prefect, "pipeline", "--repo", str(repo))
     assert result.returncode == 0, result.stdout + result.stderr
     # Whether a stage ran comes from its dvc.lock entry, before and after.
-    assert all(f"{stage}: ran" in result.stdout for stage in planned_stages(repo)), result.stdout
+    touched = ["labels", "train", "evaluate", "predict", "report"]
+    for stage in planned_stages(repo):
+        assert f"{stage}: {'ran' if stage in touched else 'up to date'}" in result.stdout, result.stdout
     run = api.flow_runs("faceattrs-pipeline")[0]
     assert run.state.type.value == "COMPLETED"
     tasks = api.task_runs(run.id)
@@ -225,21 +235,23 @@ def test_sweep_on_dvcs_queue_ranks_its_points_and_leaves_the_workspace_alone(pre
     subprocess.run([*git, "add", "-A"], cwd=repo, check=True, capture_output=True)
     subprocess.run([*git, "commit", "-qm", "baseline", "--allow-empty"], cwd=repo, check=True, capture_output=True)
     params_before = (repo / "params.yaml").read_bytes()
-    # gamma -1 is refused by the params schema: that point fails and the sweep goes on.
-    result = _flows(prefect, "sweep", "-g", "loss.gamma=[0,-1,2]", "--prefix", "t", "-j", "2", "--repo", str(repo))
+    # An evaluation setting, so that each point reruns evaluate, predict and report, not the training.
+    # "sideways" is refused by the params schema: that point fails and the sweep goes on.
+    grid = "evaluate.tta=[none,sideways,flip]"
+    result = _flows(prefect, "sweep", "-g", grid, "--prefix", "t", "-j", "2", "--repo", str(repo))
     assert result.returncode == 0, result.stdout + result.stderr
     run = api.flow_runs("faceattrs-sweep")[0]
     assert run.state.type.value == "COMPLETED"
     table = json.loads(api.artifacts(run.id)["sweep-comparison"].data)
-    assert {r["experiment"] for r in table} == {"t-gamma0", "t-gamma-1", "t-gamma2"}
+    assert {r["experiment"] for r in table} == {"t-ttanone", "t-ttasideways", "t-ttaflip"}
     assert [r["status"] for r in table][:2] == ["completed", "completed"]
     assert table[0]["val_mean_accuracy"] >= table[1]["val_mean_accuracy"] and table[0]["best"] == "★"
-    assert table[2]["experiment"] == "t-gamma-1" and table[2]["status"].startswith("failed")
+    assert table[2]["experiment"] == "t-ttasideways" and table[2]["status"].startswith("failed")
     summary = api.artifacts(run.id)["sweep-summary"].data
-    assert "2 of 3 points completed; failed: t-gamma-1" in summary
+    assert "2 of 3 points completed; failed: t-ttasideways" in summary
     assert float(api.artifacts(run.id)["sweep-progress"].data) == 100.0
     shown = subprocess.run(["dvc", "exp", "ls", "--name-only"], cwd=repo, env=ENV, capture_output=True, text=True)
-    assert set(shown.stdout.split()) >= {"t-gamma0", "t-gamma2"}, shown.stdout + shown.stderr
+    assert set(shown.stdout.split()) >= {"t-ttanone", "t-ttaflip"}, shown.stdout + shown.stderr
     # Queued experiments ran in folders of their own: the workspace is as it was.
     assert (repo / "params.yaml").read_bytes() == params_before
     status = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True)

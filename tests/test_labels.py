@@ -118,3 +118,31 @@ def test_an_attribute_with_one_value_in_the_split_is_not_judged():
     flags = confident_learning(labels, probs)
     assert flags.shape == labels.shape and not flags[:, 1].any()
     assert flags[:4, 0].all()
+
+
+def test_method_none_gives_the_shards_labels_unflagged_without_loading_torch(tiny_shards, tmp_path):
+    import subprocess
+    import sys
+
+    from faceattrs.core.errors import InputError
+    from faceattrs.core.params import LabelsParams
+    from faceattrs.data import shards
+    from faceattrs.training.label_search import search
+
+    result = label_errors.labels_as_given(LabelsParams(method="none", policy="drop"), tiny_shards)
+    given = shards.read_labels(tiny_shards, "train")[list(ATTRIBUTES)]
+    pd.testing.assert_frame_equal(result.seen, given)  # no flag, so the drop policy leaves every label
+    assert result.flagged.empty and result.summary["images"] == len(given) > 0
+    assert result.summary["flagged_labels"] == result.summary["labels_changed"] == 0
+    # The search for method none is this, whatever the training params.
+    same = search(LabelsParams(method="none", policy="drop"), None, tiny_shards, None)
+    pd.testing.assert_frame_equal(same.seen, result.seen)
+    assert same.summary == result.summary
+    with pytest.raises(InputError, match=f"{tmp_path}: no shards for split 'train'"):
+        label_errors.labels_as_given(LabelsParams(), tmp_path)
+    # The labels stage with method none starts as a data stage does: no torch, no timm.
+    probe = "import sys, stages.labels; print(sorted({'torch', 'timm'} & set(sys.modules)))"
+    from tests.conftest import REPO
+
+    loaded = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"

@@ -183,7 +183,7 @@ def test_photo_scores_equal_shard_scores(trained, tiny_shards, synthetic_photos)
 
 
 @pytest.mark.integration
-def test_cli_prints_a_table_for_one_photo_and_files_for_many(trained, synthetic_photos, tmp_path):
+def test_cli_prints_a_table_for_one_photo_and_files_for_many(trained, synthetic_photos, tmp_path, capsys):
     out, _ = trained
     image = synthetic_photos / "000001.jpg"
     one = subprocess.run(
@@ -209,31 +209,27 @@ def test_cli_prints_a_table_for_one_photo_and_files_for_many(trained, synthetic_
     folder.mkdir()
     for name in ("000001.jpg", "000002.jpg", "000003.jpg"):
         (folder / name).write_bytes((synthetic_photos / name).read_bytes())
-    many = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "faceattrs.cli",
-            "predict",
-            str(folder),
-            "--model",
-            str(out / "models/model.pt"),
-            "--out",
-            str(tmp_path / "pred"),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
+    # The same command in this process, as main() runs it (a process start costs seconds of torch's import).
+    code, _, err = _cli(
+        capsys, "predict", str(folder), "--model", str(out / "models/model.pt"), "--out", str(tmp_path / "pred")
     )
-    assert many.returncode == 0, many.stderr
+    assert code == 0, err
     assert len(celeba.read_attributes(tmp_path / "pred" / "predictions_attr.txt")) == 3
-    missing = subprocess.run(
-        [sys.executable, "-m", "faceattrs.cli", "predict", str(folder), "--model", str(tmp_path / "no.pt")],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
-    assert missing.returncode == 1 and "no.pt: no such file; run the train stage first" in missing.stderr
+    code, _, err = _cli(capsys, "predict", str(folder), "--model", str(tmp_path / "no.pt"))
+    assert code == 1 and "no.pt: no such file; run the train stage first" in err
+
+
+def _cli(capsys, *argv: str) -> tuple[int, str, str]:
+    """`faceattrs ARGV` run by its main(): the exit status and what it printed."""
+    from faceattrs import cli
+
+    try:
+        cli.main(list(argv))
+        code = 0
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else 1
+    printed = capsys.readouterr()
+    return code, printed.out, printed.err
 
 
 def test_predictor_refuses_a_checkpoint_of_another_model(trained, tmp_path):

@@ -10,11 +10,21 @@ or out-of-fold models on the training split (the labels stage).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
+from faceattrs.core.errors import InputError
+from faceattrs.core.params import LabelsParams
+from faceattrs.data import shards
+from faceattrs.data.celeba import ATTRIBUTES
+
 # What training sees of a flagged label: the given one, none (left out of the loss), or the other one.
 POLICIES = ("report", "drop", "flip")
+# The columns of a per-attribute score table (scores.csv), written with only its header where no truth is known.
+SCORE_COLUMNS = ["finder", "attribute", "flagged", "wrong", "precision", "recall"]
 # The simple baseline flags a label when the model is at least this sure of the other value.
 BASELINE_CONFIDENCE = 0.9
 
@@ -30,7 +40,9 @@ def confident_learning(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
     if len(labels) == 0 or len(both) == 0:
         return flags
     given = [list(np.flatnonzero(row)) for row in labels[:, both]]
-    found = find_multilabel_issues_per_class(labels=given, pred_probs=probs[:, both])
+    # One process: cleanlab would fork a pool per attribute to prune its two classes, each an O(n)
+    # partition; the forks of a process holding torch cost more than the work at any split's size.
+    found = find_multilabel_issues_per_class(labels=given, pred_probs=probs[:, both], n_jobs=1)
     flags[:, both] = np.asarray(found, dtype=bool).reshape(len(labels), len(both))
     return flags
 
@@ -93,3 +105,38 @@ def score(flags: np.ndarray, given: np.ndarray, clean: np.ndarray, names) -> dic
         "recall": ratio(int(hits.sum()), int(wrong.sum())),
         "per_attribute": per_attribute,
     }
+
+
+@dataclass
+class LabelSearch:
+    seen: pd.DataFrame  # the training split's labels as training sees them (int8; -1 left out), by image_id
+    flagged: pd.DataFrame  # one row per flagged label: image_id, attribute, given, suggested, probability
+    summary: dict
+    scores: pd.DataFrame | None = None  # per attribute and finder, against the planted noise (synthetic data only)
+
+
+def searched(lp: LabelsParams, index, given: np.ndarray, flags: np.ndarray, probs: np.ndarray) -> LabelSearch:
+    """What training sees of the training split's ``given`` labels once ``flags`` are found, and its figures."""
+    seen = pd.DataFrame(apply_policy(given, flags, lp.policy), index=index, columns=list(ATTRIBUTES))
+    summary = {
+        "method": lp.method,
+        "policy": lp.policy,
+        "images": len(index),
+        "flagged_labels": int(flags.sum()),
+        "images_with_a_flag": int(flags.any(axis=1).sum()),
+        "labels_changed": int((seen.to_numpy() != given).sum()),
+    }
+    return LabelSearch(seen, flagged_table(flags, given, probs, index, ATTRIBUTES), summary)
+
+
+def labels_as_given(lp: LabelsParams, shard_dir: Path) -> LabelSearch:
+    """``labels.method: none``: the training split's labels as the shards hold them, none flagged.
+
+    Read from the shards' label columns alone, without a model: the labels stage then needs
+    neither torch nor timm, whose imports alone took most of its time.
+    """
+    if not shards.shard_paths(shard_dir, "train"):
+        raise InputError(f"{shard_dir}: no shards for split 'train'; run the preprocess stage")
+    frame = shards.read_labels(shard_dir, "train")
+    given = frame[list(ATTRIBUTES)].to_numpy(np.int8)
+    return searched(lp, frame.index, given, np.zeros(given.shape, bool), np.full(given.shape, np.nan, np.float32))

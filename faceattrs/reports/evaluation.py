@@ -12,10 +12,9 @@ from faceattrs.core import atomic
 from faceattrs.core.params import EvaluateParams
 from faceattrs.data.splits import OFFICIAL_TEST
 from faceattrs.evaluation.evaluate import headline, metrics_json, per_attribute_table
+from faceattrs.reports.flagged import flagged_sheet
 from faceattrs.reports.markdown import markdown_table
-from faceattrs.reports.pictures import contact_sheet, dealt_rows, save_figure
-from faceattrs.training.loader import ShardDataset
-from faceattrs.training.targets import Targets
+from faceattrs.reports.pictures import contact_sheet, save_figure
 
 
 def bar_chart(table: pd.DataFrame, path: Path) -> None:
@@ -40,9 +39,6 @@ def curve_rows(results: dict, kind: str, x: str, y: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["attribute", x, y])
 
 
-SCORE_COLUMNS = ["finder", "attribute", "flagged", "wrong", "precision", "recall"]
-
-
 def label_issue_scores(results: dict) -> pd.DataFrame:
     """Per attribute, precision and recall of each way of flagging labels against the planted noise."""
     rows = []
@@ -50,28 +46,6 @@ def label_issue_scores(results: dict) -> pd.DataFrame:
         for attribute, s in found["per_attribute"].items():
             rows.append({"finder": finder, "attribute": attribute, **s})
     return pd.DataFrame(rows)
-
-
-def flagged_sheet(
-    flagged: pd.DataFrame, shard_dir: Path, path: Path, title: str, shown: int = 24, per_row: int = 8
-) -> None:
-    """The flagged labels the model is surest of, each image with its given and suggested label.
-
-    ``flagged`` has image_id, attribute, given, suggested and probability, and the split
-    each image is in (``split``; the training split when absent).
-    """
-    flagged = flagged.reindex(flagged["probability"].sub(0.5).abs().sort_values(ascending=False).index).head(shown)
-    splits = flagged["split"] if "split" in flagged else pd.Series("train", index=flagged.index)
-    images = {}
-    for split in splits.unique():
-        names = set(flagged.loc[splits == split, "image_id"])
-        data = ShardDataset(shard_dir, split, Targets(("Male",)))  # only its images are read; any target does
-        images.update({name: data.images[k].as_py() for k, name in enumerate(data.ids) if name in names})
-    cells = [
-        (images.get(r.image_id), f"{r.attribute[:16]}\n{r.given}->{r.suggested} p={r.probability:.2f}")
-        for r in flagged.itertuples()
-    ]
-    contact_sheet(dealt_rows(cells, per_row, lambda a, b: f"{title}, {a}-{b} (given -> suggested)"), path)
 
 
 def write_reports(results: dict, params: EvaluateParams, out: Path, shard_dir: Path) -> dict:
@@ -103,7 +77,7 @@ def write_reports(results: dict, params: EvaluateParams, out: Path, shard_dir: P
     # Written on every dataset (only a header where no truth is known), so DVC finds every output.
     atomic.write_text(
         out / "label_issue_scores.csv",
-        (scores if scores is not None else pd.DataFrame(columns=SCORE_COLUMNS)).to_csv(index=False),
+        (scores if scores is not None else pd.DataFrame(columns=label_errors.SCORE_COLUMNS)).to_csv(index=False),
     )
     atomic.write_text(out / "report.md", markdown_report(summary, table, params, scores))
     return summary

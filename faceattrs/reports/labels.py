@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from faceattrs.cleaning.label_errors import SCORE_COLUMNS, LabelSearch
 from faceattrs.core import atomic
-from faceattrs.reports.evaluation import SCORE_COLUMNS, flagged_sheet
+from faceattrs.reports.flagged import flagged_sheet
 from faceattrs.reports.markdown import markdown_table
-from faceattrs.training.label_search import LabelSearch
 
 
 def write_report(result: LabelSearch, shard_dir: Path, folder: Path, shown: int = 24, per_row: int = 8) -> None:
