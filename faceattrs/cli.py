@@ -120,15 +120,19 @@ def recipe(args: argparse.Namespace) -> None:
         for name, path in recipes.available().items():
             print(f"{name:<32} {path.read_text().splitlines()[0].lstrip('# ')}")
         return
-    experiment = args.experiment or args.name
+
+    def command_for(experiment: str) -> list[str]:
+        # Refuses what the schema would reject, and a params.yaml without a key to set, before DVC runs.
+        return recipes.command(
+            args.name, args.params, args.sets, experiment=experiment, replace=args.replace, queue=args.queue
+        )
+
+    command = command_for(args.experiment or args.name)  # bad input is refused before DVC is asked anything
     if (args.execute or args.queue) and not args.replace and args.experiment is None:
         # A second run (or queueing) of a recipe is a new experiment, not a clash with the first (--replace
         # overwrites it).
-        experiment = recipes.free_name(args.name, _experiments())
-    # Refuses what the schema would reject, and a params.yaml without a key to set, before DVC runs.
-    command = recipes.command(
-        args.name, args.params, args.sets, experiment=experiment, replace=args.replace, queue=args.queue
-    )
+        free = recipes.free_name(args.name, _experiments())
+        command = command_for(free) if free != args.name else command
     print(shlex.join(command))
     if args.execute or args.queue:
         sys.exit(subprocess.call(command))
