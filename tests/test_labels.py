@@ -146,3 +146,21 @@ def test_method_none_gives_the_shards_labels_unflagged_without_loading_torch(tin
 
     loaded = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
+
+
+def test_the_flagged_sheet_draws_each_flagged_image_from_its_split(tiny_shards, tmp_path):
+    from PIL import Image
+
+    from faceattrs.reports import flagged
+    from faceattrs.training.loader import ShardDataset
+    from faceattrs.training.targets import Targets
+
+    data = ShardDataset(tiny_shards, "val", Targets(("Male",)))
+    wanted = set(data.ids[:3])
+    found = flagged._stored_images(tiny_shards, "val", wanted | {"not-in-val.jpg"})
+    assert found == {name: data.images[k].as_py() for k, name in enumerate(data.ids) if name in wanted}
+    rows = pd.DataFrame(
+        {"image_id": sorted(wanted), "attribute": "Smiling", "given": 1, "suggested": 0, "probability": 0.1}
+    )
+    flagged.flagged_sheet(rows.assign(split="val"), tiny_shards, tmp_path / "sheet.png", "flagged")
+    assert Image.open(tmp_path / "sheet.png").size[0] > 0

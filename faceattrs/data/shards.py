@@ -272,15 +272,6 @@ def read_official_test(shard_dir: Path) -> dict | None:
     return json.loads(path.read_text()).get(OFFICIAL_TEST) if path.exists() else None
 
 
-def read_images(shard_dir: Path, split: str, names: set[str]) -> dict[str, bytes]:
-    """The stored bytes of the images ``names`` of a split, by image_id (those the split does not hold left out)."""
-    found = {}
-    for path in shard_paths(shard_dir, split) if names else []:
-        table = pq.read_table(path, columns=["image_id", "image"], filters=[("image_id", "in", sorted(names))])
-        found.update(zip(table.column("image_id").to_pylist(), table.column("image").to_pylist(), strict=True))
-    return found
-
-
 def read_labels(shard_dir: Path, split: str) -> pd.DataFrame:
     """Labels and identity of a split, without the image bytes."""
     paths = shard_paths(shard_dir, split)

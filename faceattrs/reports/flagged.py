@@ -5,9 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from faceattrs.data import shards
 from faceattrs.reports.pictures import contact_sheet, dealt_rows
+
+
+def _stored_images(shard_dir: Path, split: str, names: set[str]) -> dict[str, bytes]:
+    """The stored bytes of the images ``names`` of a split, by image_id (those the split does not hold left out)."""
+    found = {}
+    for path in shards.shard_paths(shard_dir, split) if names else []:
+        table = pq.read_table(path, columns=["image_id", "image"], filters=[("image_id", "in", sorted(names))])
+        found.update(zip(table.column("image_id").to_pylist(), table.column("image").to_pylist(), strict=True))
+    return found
 
 
 def flagged_sheet(
@@ -22,7 +32,7 @@ def flagged_sheet(
     splits = flagged["split"] if "split" in flagged else pd.Series("train", index=flagged.index)
     images = {}
     for split in splits.unique():
-        images.update(shards.read_images(shard_dir, split, set(flagged.loc[splits == split, "image_id"])))
+        images.update(_stored_images(shard_dir, split, set(flagged.loc[splits == split, "image_id"])))
     cells = [
         (images.get(r.image_id), f"{r.attribute[:16]}\n{r.given}->{r.suggested} p={r.probability:.2f}")
         for r in flagged.itertuples()
