@@ -62,7 +62,7 @@ GRID ?= -g loss.gamma=[0,1,2,3] -g augment.mixup_alpha=[0,0.2]
 sweep: install
 	$(PYTHON) -m flows sweep $(GRID) --jobs $(or $(JOBS),1) $(if $(POOL),--pool $(POOL))
 
-# The benchmarks of bench/RESULTS.md (full_scale.py takes about half an hour here).
+# The data benchmarks of bench/RESULTS.md; full_scale.py, the longest, runs the data stages up to CelebA's 202,599 images.
 bench: install
 	$(PYTHON) -m pip install -q -e ".[bench]"
 	$(PYTHON) bench/hashing.py
