@@ -210,3 +210,40 @@ def learned_model(tmp_path_factory) -> Path:
     params = tiny_params(train={"epochs": 5}, target={"attributes": ["Eyeglasses", "Wearing_Hat", "Smiling"]})
     run.train(params, root / "shards", root / "models", root / "live", progress=False)
     return root / "models" / "model.pt"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def prefect(tmp_path_factory):
+    """A real Prefect server (not the test harness) for the session's flow tests; stopped at the session's end."""
+    from flows import server
+
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = free_port()
+    process = server.start(home, port)
+    yield {
+        "url": server.api_url(port),
+        "ui": f"http://127.0.0.1:{port}",
+        "env": server.server_env(home, port),
+        "home": home,
+    }
+    server.stop(process)
+    assert not server.healthy(server.api_url(port))
+
+
+def prefect_home_like(prefect, home: Path) -> Path:
+    """``home`` as a PREFECT_HOME whose database is a copy of the session's server's, so a server started there
+    skips the migrations a new database takes (about 8 of a fresh start's 12 s here)."""
+    import sqlite3
+
+    home.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(prefect["home"] / "prefect.db") as source, sqlite3.connect(home / "prefect.db") as copy:
+        source.backup(copy)  # consistent while the session's server writes to it
+    return home

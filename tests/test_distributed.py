@@ -62,7 +62,7 @@ def _env(tmp_path) -> dict[str, str]:
 def two_ranks(tiny_shards, tmp_path_factory):
     """train.processes: 2 makes the stage relaunch itself under torchrun, as `dvc repro` would run it."""
     tmp_path = tmp_path_factory.mktemp("two-ranks")
-    params = tiny_params(train={"epochs": 2, "batch_size": 16, "processes": 2})
+    params = tiny_params(train={"epochs": 2, "batch_size": 16, "processes": 2, "data_on": "resident"})
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json")))
     result = subprocess.run(
         _train_command(tiny_shards, tmp_path, tmp_path / "params.yaml"),
@@ -95,6 +95,20 @@ def test_two_gloo_ranks_under_torchrun(tiny_shards, two_ranks):
     assert live["step"] == 1 and 0 < live["val"]["mean_accuracy"] <= 1
     assert len((tmp_path / "live/plots/metrics/val/mean_accuracy.tsv").read_text().strip().splitlines()) == 3
     assert torch.isfinite(torch.tensor(live["train"]["loss"]))
+
+
+def test_each_resident_rank_holds_a_fixed_share_reshuffled_each_epoch(tiny_shards, two_ranks):
+    tmp_path, result = two_ranks
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    train_ids = set(shards.read_labels(tiny_shards, "train").index)
+    shares = []
+    for rank in range(2):
+        epochs = [(tmp_path / "seen" / f"epoch{e}-rank{rank}.txt").read_text().split("\n") for e in range(2)]
+        assert sorted(epochs[0]) == sorted(epochs[1]) and epochs[0] != epochs[1]  # one share, reshuffled
+        shares.append(set(epochs[0]))
+        said = f"train: rank {rank} of 2: {len(epochs[0]):,} of {len(train_ids):,} training"
+        assert said in result.stdout, result.stdout
+    assert not shares[0] & shares[1] and shares[0] | shares[1] == train_ids
 
 
 def _free_port() -> int:

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from faceattrs import recipes
-from tests.conftest import REPO, copy_repo
+from tests.conftest import REPO, copy_repo, prefect_home_like
 from tests.test_stages import ENV
 
 pytestmark = pytest.mark.timeout(1800)
@@ -185,7 +185,9 @@ def _free_port(host: str) -> int:
         return s.getsockname()[1]
 
 
-def test_a_sweep_with_fixed_settings_runs_on_a_pool_whose_server_is_on_another_machine(reproduced_repo, tmp_path):
+def test_a_sweep_with_fixed_settings_runs_on_a_pool_whose_server_is_on_another_machine(
+    prefect, reproduced_repo, tmp_path
+):
     """The server on 127.0.0.2 (another machine), with a secret, a worker and the sweep pointed at it with
     --api-url; every point carries the sweep's -S settings besides its own grid values."""
     from flows import server
@@ -198,7 +200,7 @@ def test_a_sweep_with_fixed_settings_runs_on_a_pool_whose_server_is_on_another_m
     url = server.api_url(port, host)
     # Off the loopback the server needs a secret, and the worker and the sweep give it.
     secret = "admin:journey-secret"
-    process = server.start(tmp_path / "prefect", port, host=host, auth=secret)
+    process = server.start(prefect_home_like(prefect, tmp_path / "prefect"), port, host=host, auth=secret)
     env = {k: v for k, v in ENV.items() if not k.startswith("PREFECT_API")} | {server.AUTH_VARIABLE: secret}
     flows = [sys.executable, "-m", "flows"]
     worker = subprocess.Popen(
@@ -217,8 +219,9 @@ def test_a_sweep_with_fixed_settings_runs_on_a_pool_whose_server_is_on_another_m
         finally:
             api.close()
         sweep = [*flows, "sweep", "--pool", "far", "--prefix", "j", "--repo", str(work)]
-        # An evaluation setting on the grid, so that the point reruns evaluate, predict and report only.
-        grid = ["-S", "evaluate.fair_group=Young", "-g", "evaluate.tta=[none]"]
+        # Evaluation settings only, so that the point reruns evaluate and report: with fixed thresholds the
+        # evaluation writes the thresholds file predict reads as it was, and predict stays up to date.
+        grid = ["-S", "evaluate.fair_group=Young", "-g", "evaluate.thresholds=[fixed]"]
         # A server that does not answer is an error, never a temporary server in its place.
         dead = server.api_url(_free_port(host), host)
         refused = subprocess.run([*sweep, "--api-url", dead, *grid], env=env, capture_output=True, text=True)
@@ -233,8 +236,8 @@ def test_a_sweep_with_fixed_settings_runs_on_a_pool_whose_server_is_on_another_m
     assert f"against {url}" in log
     third = tmp_path / "third"
     subprocess.run(["git", "clone", "-q", "-b", "main", str(bare), str(third)], check=True)
-    pulled = dvc(third, "exp", "pull", "origin", "j-ttanone")
+    pulled = dvc(third, "exp", "pull", "origin", "j-thresholdsfixed")
     assert pulled.returncode == 0, pulled.stdout + pulled.stderr
-    found = _experiment_params(third)["j-ttanone"]
-    assert found["evaluate"]["tta"] == "none" and found["evaluate"]["fair_group"] == "Young"
+    found = _experiment_params(third)["j-thresholdsfixed"]
+    assert found["evaluate"]["thresholds"] == "fixed" and found["evaluate"]["fair_group"] == "Young"
     assert _git(work, "status", "--porcelain", "--untracked-files=no").strip() == ""

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import math
-import subprocess
 
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from faceattrs.core.errors import InputError
 from faceattrs.data import shards
@@ -17,8 +15,7 @@ from faceattrs.training.build import TrainingParams, build
 from faceattrs.training.distributed import SINGLE, RankSampler, World
 from faceattrs.training.loader import ShardDataset, decode_batch
 from faceattrs.training.targets import Targets
-from tests.conftest import REPO, tiny_params
-from tests.test_distributed import _env, _train_command
+from tests.conftest import tiny_params
 
 CPU = torch.device("cpu")
 # A narrow resnet10t: the runs below compare models, not quality, and should take seconds.
@@ -185,29 +182,6 @@ def test_each_rank_holds_only_its_share_and_the_shares_cover_the_split_once(tiny
         decoded[rank] = held
     assert not decoded[0] & decoded[1] and decoded[0] | decoded[1] == set(range(len(dataset)))
     assert abs(len(decoded[0]) - len(decoded[1])) <= 1
-
-
-def test_two_gloo_ranks_under_torchrun_train_on_fixed_shares(tiny_shards, tmp_path):
-    params = tiny_params(model=NARROW, train={"epochs": 2, "batch_size": 16, "processes": 2, "data_on": "resident"})
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json")))
-    result = subprocess.run(
-        _train_command(tiny_shards, tmp_path, tmp_path / "params.yaml"),
-        cwd=REPO,
-        env=_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    train_ids = set(shards.read_labels(tiny_shards, "train").index)
-    shares = []
-    for rank in range(2):
-        epochs = [(tmp_path / "seen" / f"epoch{e}-rank{rank}.txt").read_text().split("\n") for e in range(2)]
-        assert sorted(epochs[0]) == sorted(epochs[1]) and epochs[0] != epochs[1]  # one share, reshuffled
-        shares.append(set(epochs[0]))
-        said = f"train: rank {rank} of 2: {len(epochs[0]):,} of {len(train_ids):,} training"
-        assert said in result.stdout, result.stdout
-    assert not shares[0] & shares[1] and shares[0] | shares[1] == train_ids
 
 
 def test_splits_that_do_not_fit_are_refused_in_one_line_before_decoding(tiny_shards, monkeypatch):

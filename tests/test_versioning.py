@@ -90,18 +90,19 @@ def test_metrics_show_puts_the_headline_first(repo):
 
 
 def test_a_committed_param_change_shows_in_metrics_and_plots_diff(repo, tmp_path):
-    # Thresholds tuned on val: a change of the figures that reruns the evaluation, not the training.
+    # Another group for the fair score: a change of the figures that reruns the evaluation and the report only.
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["evaluate"]["thresholds"] = "tuned"
+    params["evaluate"]["fair_group"] = "Young"
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _dvc(repo, "repro")
     _git(repo, "add", "-A")
-    _git(repo, "commit", "-qm", "thresholds tuned on val")
+    _git(repo, "commit", "-qm", "the fair score by age")
 
     diff = json.loads(_dvc(repo, "metrics", "diff", "HEAD~1", "--json").stdout)["reports/evaluate/metrics.json"]
-    assert diff["test.mean_accuracy"]["old"] != diff["test.mean_accuracy"]["new"]
+    assert diff["test.gender_fair_score"]["old"] != diff["test.gender_fair_score"]["new"]
+    assert "test.mean_accuracy" not in diff  # the same model and thresholds
     text = _dvc(repo, "metrics", "diff", "HEAD~1", "--md").stdout
-    assert re.search(r"\| reports/evaluate/metrics.json\s+\| test.mean_accuracy\s+\|", text), text
+    assert re.search(r"\| reports/evaluate/metrics.json\s+\| test.gender_fair_score\s+\|", text), text
 
     out = tmp_path / "plots"
     _dvc(repo, "plots", "diff", "HEAD~1", "-o", str(out))
