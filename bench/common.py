@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import platform
 import time
 from collections.abc import Callable
@@ -15,19 +14,16 @@ from faceattrs.synthetic.truth import TRUTH_FILE, read_truth
 
 
 def machine() -> str:
-    cpu = platform.processor() or "cpu"
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    """The machine a figure came from: the CPU with its highest instruction set (two CPUs of one name, with and
+    without AVX-512, differ in speed and in the model they train), cores, Python, torch and the date."""
     import torch
 
+    from faceattrs.core import provenance
+
+    found = provenance.machine()
+    cpu = f"{found['cpu']} ({found['instruction_set']})" if found["instruction_set"] else found["cpu"]
     return (
-        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}, "
+        f"{cpu}, {found['cores']} cores, Python {platform.python_version()}, torch {torch.__version__}, "
         f"{time.strftime('%Y-%m-%d')}"
     )
 
