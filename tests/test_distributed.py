@@ -13,7 +13,7 @@ import yaml
 from faceattrs.data import shards
 from faceattrs.training.checkpoints import ModelFile
 from faceattrs.training.distributed import RankSampler, World
-from tests.conftest import REPO, tiny_params
+from tests.conftest import REPO, free_port, tiny_params
 
 
 @pytest.mark.parametrize("n, size", [(10, 3), (7, 2), (1, 2), (64, 4)])
@@ -111,14 +111,6 @@ def test_each_resident_rank_holds_a_fixed_share_reshuffled_each_epoch(tiny_shard
     assert not shares[0] & shares[1] and shares[0] | shares[1] == train_ids
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _run_nodes(tiny_shards, folder, params, count: int) -> list[str]:
     """The train stage's command launched ``count`` times at once from ``folder`` (node K in nodeK/); their outputs."""
     (folder / "params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json")))
@@ -146,7 +138,7 @@ def test_two_nodes_by_rendezvous_train_the_model_two_local_processes_train(tiny_
     # all-reduce are the same as two processes on one node, so the weights must be identical.
     reference, done = two_ranks
     assert done.returncode == 0
-    params = tiny_params(train={"epochs": 2, "batch_size": 16, "nodes": 2, "rendezvous": f"127.0.0.1:{_free_port()}"})
+    params = tiny_params(train={"epochs": 2, "batch_size": 16, "nodes": 2, "rendezvous": f"127.0.0.1:{free_port()}"})
     outputs = _run_nodes(tiny_shards, tmp_path, params, 2)
     assert all("--nnodes=2 --rdzv-backend=c10d" in o for o in outputs)
     written = [k for k in range(2) if (tmp_path / f"node{k}/models/model.pt").exists()]
@@ -172,7 +164,7 @@ def test_two_nodes_train_the_model_one_process_trains_on_the_same_batches(tiny_s
     runs = {}
     for name, train in (
         ("one", {"batch_size": 32}),
-        ("two", {"batch_size": 16, "nodes": 2, "rendezvous": f"127.0.0.1:{_free_port()}"}),
+        ("two", {"batch_size": 16, "nodes": 2, "rendezvous": f"127.0.0.1:{free_port()}"}),
         ("other", {"batch_size": 16}),
     ):
         folder = tmp_path / name

@@ -19,16 +19,10 @@ from flows.grid import parse_grid, point_name, points
 from flows.pool import wait_for_workers
 from flows.sweep import comparison
 from tests.browser import CHROMIUM, browser_page
-from tests.conftest import REPO, prefect_home_like
+from tests.conftest import REPO, free_port, prefect_home_like
 from tests.test_stages import ENV
 
 pytestmark = pytest.mark.timeout(1200)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -529,7 +523,7 @@ def _prefect_servers_on(port: int) -> list[int]:
 def test_a_server_other_machines_reach_refuses_to_start_without_a_secret(tmp_path):
     # 127.0.0.2 plays another machine's address: only 127.0.0.1 and ::1 go without a secret.
     env = {k: v for k, v in ENV.items() if k != "FACEATTRS_PREFECT_AUTH"}
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "flows", "--port", str(port), "server", "--host", "127.0.0.2"]
     try:
         ran = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
@@ -552,7 +546,7 @@ def test_a_server_on_a_network_address_lets_in_only_clients_and_workers_with_its
 
     from flows.__main__ import NoServer, _use_server  # what `python -m flows sweep|pipeline|serve` call
 
-    port = _free_port()
+    port = free_port()
     url = server.api_url(port, "127.0.0.2")
     process = server.start(prefect_home_like(prefect, tmp_path / "home"), port, host="127.0.0.2", auth=SECRET)
     env = {k: v for k, v in ENV.items() if k not in (server.AUTH_VARIABLE, server.CLIENT_AUTH)}
@@ -595,7 +589,7 @@ def test_sigterm_stops_the_flows_server_and_leaves_nothing_serving(prefect, tmp_
     # The command in a folder of its own, so its PREFECT_HOME (the project's .prefect/) is there too.
     shutil.copytree(REPO / "flows", tmp_path / "flows", ignore=shutil.ignore_patterns("__pycache__"))
     prefect_home_like(prefect, tmp_path / ".prefect")
-    port = _free_port()
+    port = free_port()
     wrapper = subprocess.Popen(
         [sys.executable, "-m", "flows", "--port", str(port), "server"],
         cwd=tmp_path,

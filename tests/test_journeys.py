@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +20,7 @@ import pytest
 import yaml
 
 from faceattrs import recipes
-from tests.conftest import REPO, copy_repo, prefect_home_like
+from tests.conftest import REPO, copy_repo, free_port, prefect_home_like
 from tests.test_stages import ENV
 
 pytestmark = pytest.mark.timeout(1800)
@@ -179,12 +178,6 @@ def test_all_six_recipes_run_one_after_another_in_one_workspace(reproduced_repo,
     assert {name: found[name] for name in names} == expected
 
 
-def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
 def test_a_sweep_with_fixed_settings_runs_on_a_pool_whose_server_is_on_another_machine(
     prefect, reproduced_repo, tmp_path
 ):
@@ -196,7 +189,7 @@ def test_a_sweep_with_fixed_settings_runs_on_a_pool_whose_server_is_on_another_m
 
     work, bare = shared_project(reproduced_repo[0], tmp_path)
     host = "127.0.0.2"
-    port = _free_port(host)
+    port = free_port(host)
     url = server.api_url(port, host)
     # Off the loopback the server needs a secret, and the worker and the sweep give it.
     secret = "admin:journey-secret"
@@ -223,7 +216,7 @@ def test_a_sweep_with_fixed_settings_runs_on_a_pool_whose_server_is_on_another_m
         # evaluation writes the thresholds file predict reads as it was, and predict stays up to date.
         grid = ["-S", "evaluate.fair_group=Young", "-g", "evaluate.thresholds=[fixed]"]
         # A server that does not answer is an error, never a temporary server in its place.
-        dead = server.api_url(_free_port(host), host)
+        dead = server.api_url(free_port(host), host)
         refused = subprocess.run([*sweep, "--api-url", dead, *grid], env=env, capture_output=True, text=True)
         assert refused.returncode == 1 and f"no Prefect server answers at {dead}" in refused.stderr
         assert "temporary" not in refused.stderr + refused.stdout

@@ -23,7 +23,7 @@ from faceattrs.faces import align
 from faceattrs.prediction import serve
 from faceattrs.prediction.predictor import Predictor
 from tests.browser import CHROMIUM, browser_page
-from tests.conftest import draw_faces
+from tests.conftest import draw_faces, free_port
 from tests.test_photos import place
 
 TOKEN_VARIABLE = "FACEATTRS_SERVE_TOKEN"
@@ -110,12 +110,6 @@ def test_an_upload_is_never_written_to_disk(app, photo, tmp_path, monkeypatch):
     monkeypatch.setattr(os, "open", watch_os)
     assert client(app).post("/api/predict", content=photo.read_bytes()).status_code == 200
     assert opened == []
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def start(app, host: str, port: int, **options):
