@@ -275,7 +275,7 @@ SERVE = """A page to try the model: upload a photo or pick a test image, see eac
 On 127.0.0.1 (the default) or ::1 only this machine reaches it. On any other address
 (0.0.0.0: every address) other machines can, and it asks every request for a token:
 --token, or the FACEATTRS_SERVE_TOKEN variable (other users do not see it, as they see a
-command line); make one with python -c 'import secrets; print(secrets.token_urlsafe())'.
+command line); make one with python -c 'import secrets; print(secrets.token_hex(32))'.
 The address printed at start carries it (http://HOST:PORT/?token=...): a browser opening
 it keeps the token in a cookie for the page, and a program sends it as the header
 `Authorization: Bearer TOKEN`. Plain HTTP carries the token unencrypted: share the page

@@ -32,11 +32,12 @@ LOOPBACK = ("127.0.0.1", "::1")
 # The names a browser on this machine gives the page in its Host header.
 LOCAL_NAMES = ("127.0.0.1", "localhost", "[::1]")
 EVERY_ADDRESS = ("0.0.0.0", "::")
-# secrets.token_urlsafe() gives 43 characters; fewer than this are within reach of guessing.
+# secrets.token_hex(32) gives 64 characters; fewer than this are within reach of guessing.
 MIN_TOKEN = 16
 # Characters a token may hold: it travels in a URL, a cookie and a header unescaped.
 _TOKEN = re.compile(r"[A-Za-z0-9_.~-]+")
-_MAKE_ONE = "python -c 'import secrets; print(secrets.token_urlsafe())'"
+# Hex, not token_urlsafe(): one urlsafe token in 64 begins with "-", which argparse reads as an option after --token.
+_MAKE_ONE = "python -c 'import secrets; print(secrets.token_hex(32))'"
 
 
 @dataclass(frozen=True)
