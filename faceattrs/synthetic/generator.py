@@ -198,9 +198,10 @@ def _publish(params: SyntheticParams, rng, clean: pd.DataFrame, flaws: _Flaws, p
     return published, noise_mask, contradictions
 
 
-def _draw(out: Path, params: SyntheticParams, names, clean, looks, identity_index, flaws: _Flaws, workers, progress):
+def _draw(out: Path, params: SyntheticParams, clean, looks, identity_index, flaws: _Flaws, workers, progress):
     """Render every image into the zip (copies and spoiled files last); the landmarks, and how each near copy
-    and unreadable file was made."""
+    and unreadable file was made. ``clean`` is indexed by file name."""
+    names = list(clean.index)
     n = len(names)
     no_face_set = set(flaws.no_face)
     copies = flaws.copies
@@ -297,9 +298,7 @@ def generate(out: Path | str, params: SyntheticParams, workers: int = 0, progres
     for src, dst in flaws.exact_pairs + flaws.near_pairs:
         clean.iloc[dst] = clean.iloc[src]
     published, noise_mask, contradictions = _publish(params, rng, clean.copy(), flaws, partition, identity_index)
-    landmarks, near_kinds, unreadable_kinds = _draw(
-        out, params, names, clean, looks, identity_index, flaws, workers, progress
-    )
+    landmarks, near_kinds, unreadable_kinds = _draw(out, params, clean, looks, identity_index, flaws, workers, progress)
     files = _text_files(rng, published, partition, identity_ids[identity_index], landmarks)
     for name, blob in files.items():
         (out / name).write_bytes(blob)
