@@ -70,7 +70,30 @@ class AttributeNet(nn.Module):
         return self
 
 
+def check_backbone(params: ModelParams) -> None:
+    """Refuse a backbone timm does not have, or ImageNet weights it has nowhere to fetch, before building it.
+
+    Asked of timm's registry, not read from the text of its errors, which may change between releases.
+    """
+    if not timm.is_model(params.backbone):
+        close = difflib.get_close_matches(params.backbone.split(".")[0], timm.list_models(), n=6, cutoff=0.6)
+        raise UnknownChoice(f"model.backbone: timm has no model {params.backbone!r}; similar: {', '.join(close)}")
+    try:
+        cfg = timm.models.get_pretrained_cfg(params.backbone)
+    except RuntimeError:  # the registry's one refusal here: a tag the architecture does not have
+        tags = timm.list_pretrained(params.backbone.split(".")[0] + ".*")
+        raise UnknownChoice(
+            f"model.backbone: timm has no weights tagged {params.backbone!r}; tagged: {', '.join(tags) or 'none'}"
+        ) from None
+    if params.pretrained and not params.weights and not (cfg and (cfg.hf_hub_id or cfg.url or cfg.file)):
+        raise InputError(
+            f"model.pretrained: timm has no ImageNet weights for {params.backbone}; choose a backbone "
+            "that has them (model.backbone resnet10t is the full-width resnet10t), or set model.weights"
+        )
+
+
 def create_backbone(params: ModelParams) -> nn.Module:
+    check_backbone(params)
     kwargs = {**(params.backbone_args or {}), "num_classes": 0}
     if params.weights:
         path = Path(params.weights)
@@ -85,18 +108,6 @@ def create_backbone(params: ModelParams) -> nn.Module:
         raise InputError(
             f"model.backbone_args: {params.backbone} does not take {params.backbone_args} ({err})"
         ) from None
-    except RuntimeError as err:
-        if "No pretrained weights exist" in str(err):
-            raise InputError(
-                f"model.pretrained: timm has no ImageNet weights for {params.backbone}; choose a backbone "
-                "that has them (model.backbone resnet10t is the full-width resnet10t), or set model.weights"
-            ) from None
-        if "Unknown model" in str(err):
-            close = difflib.get_close_matches(params.backbone.split(".")[0], timm.list_models(), n=6, cutoff=0.6)
-            raise UnknownChoice(
-                f"model.backbone: timm has no model {params.backbone!r}; similar: {', '.join(close)}"
-            ) from None
-        raise
 
 
 def build_model(params: ModelParams, outputs: int) -> AttributeNet:
