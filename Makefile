@@ -41,8 +41,10 @@ lint:
 repro: install
 	$(PYTHON) -m dvc repro
 
+# Two pytest-xdist workers, each with half the cores' OpenMP threads (tests/conftest.py): most tests start
+# processes or wait on DVC and Prefect, so two at once fill the cores that one leaves idle.
 test: install browser lint
-	$(PYTHON) -m pytest
+	$(PYTHON) -m pytest -n 2
 
 # The quick tier while editing, about 3 minutes on 2 cores: the unit tests, without the integration ones.
 check: install lint
