@@ -17,6 +17,7 @@ import typing
 from pathlib import Path
 
 from faceattrs.core import stage
+from faceattrs.core.attributes import ALIGNED_SIZE
 from faceattrs.core.params import EvaluateParams
 from faceattrs.core.project import stage_path
 
@@ -72,7 +73,7 @@ def explain(args: argparse.Namespace) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic.atomic_file(target) as tmp:
         picture.save(tmp, format="PNG")
-    where = "178x218, taken as aligned" if face.box is None else f"face {face.face} of {len(found.faces)}"
+    where = f"{ALIGNED_SIZE}, taken as aligned" if face.box is None else f"face {face.face} of {len(found.faces)}"
     print(f"{args.image} ({where}): {title} -> {target}")
 
 

@@ -13,6 +13,8 @@ import pandas as pd
 
 # The aligned release's images: 178 wide, 218 high.
 IMAGE_WIDTH, IMAGE_HEIGHT = 178, 218
+# How messages name that size.
+ALIGNED_SIZE = f"{IMAGE_WIDTH}x{IMAGE_HEIGHT}"
 
 
 def _load_attribute_table() -> pd.DataFrame:

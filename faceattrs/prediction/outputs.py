@@ -11,6 +11,7 @@ import pandas as pd
 from scipy.special import expit
 
 from faceattrs.core import atomic
+from faceattrs.core.attributes import ALIGNED_SIZE
 from faceattrs.core.errors import InputError
 from faceattrs.data import celeba
 from faceattrs.prediction import photos
@@ -84,7 +85,7 @@ def predict_paths(
                 logits.append(predictor.logits_for(f.source for f in found.faces))
                 tables.append(photos.face_table(found.faces))
         if aligned:
-            print(f"{aligned} of {len(files)} images are 178x218 CelebA-aligned: scored whole, no detection")
+            print(f"{aligned} of {len(files)} images are {ALIGNED_SIZE} CelebA-aligned: scored whole, no detection")
         if no_face:
             where = ", ".join(str(p) for p in no_face[:10]) + (" ..." if len(no_face) > 10 else "")
             message = f"no face found in {len(no_face)} of {len(files)} photos: {where}"
@@ -162,7 +163,7 @@ def tables(frame: pd.DataFrame, names: tuple[str, ...]) -> str:
                 f" detector score {row['face_score']:.2f}, eyes by {row['eyes']}"
             )
         elif "eyes" in frame:
-            head += "  (178x218: taken as CelebA-aligned, no detection)"
+            head += f"  ({ALIGNED_SIZE}: taken as CelebA-aligned, no detection)"
         lines = [head, f"{'attribute':<22} {'prob':>6}  predicted"]
         for name in sorted(names, key=lambda n: -abs(row[f"p_{n}"] - 0.5)):
             lines.append(f"{name:<22} {row[f'p_{name}']:>6.3f}  {'yes' if row[name] else 'no'}")

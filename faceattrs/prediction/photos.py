@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
+from faceattrs.core.attributes import ALIGNED_SIZE
 from faceattrs.core.errors import InputError
 from faceattrs.faces import align
 
@@ -65,7 +66,7 @@ def find(paths: list, mean_eyes: np.ndarray | None, min_score: float = 0.0, name
             continue
         if mean_eyes is None:
             raise InputError(
-                f"{path}: {img.width}x{img.height}, not a 178x218 aligned face, and the model file has no mean "
+                f"{path}: {img.width}x{img.height}, not a {ALIGNED_SIZE} aligned face, and the model file has no mean "
                 "eye positions to align it to (its shards were made without list_landmarks_align_celeba.txt)"
             )
         faces = align.faces_in(img, mean_eyes, min_score)
