@@ -159,7 +159,9 @@ def test_two_nodes_train_the_model_one_process_trains_on_the_same_batches(tiny_s
     # two ranks' mean gradients is the one process's mean gradient. Only the order of the float
     # additions differs (and, in an epoch's last batch, ranks of unequal size weigh their images
     # a little differently), so the weights agree closely, not bit for bit: far closer than those
-    # of one process that took batches of 16 on the same data.
+    # of one process that took batches of 16 on the same data. The loader deals the permutation;
+    # resident ranks each hold a fixed share (test_each_resident_rank_holds_a_fixed_share...), so
+    # their batches are not one process's.
     same = {"model": {"backbone": "convnext_atto"}, "augment": {"hflip": 0.0}}
     runs = {}
     for name, train in (
@@ -169,7 +171,8 @@ def test_two_nodes_train_the_model_one_process_trains_on_the_same_batches(tiny_s
     ):
         folder = tmp_path / name
         folder.mkdir()
-        _run_nodes(tiny_shards, folder, tiny_params(**same, train={"epochs": 2, **train}), 2 if name == "two" else 1)
+        params = tiny_params(**same, train={"epochs": 2, "data_on": "loader", **train})
+        _run_nodes(tiny_shards, folder, params, 2 if name == "two" else 1)
         written = list(folder.glob("node*/models/model.pt"))
         assert len(written) == 1
         runs[name] = ModelFile.load(written[0])
