@@ -325,6 +325,8 @@ def test_resnet10t_075_is_resnet10t_at_three_quarters_width_and_has_no_imagenet_
 def test_unknown_backbone_names_similar_ones():
     with pytest.raises(InputError, match=r"timm has no model 'resnet10q'; similar: .*resnet10t"):
         models.build_model(TINY.model_copy(update={"backbone": "resnet10q"}), 40)
+    with pytest.raises(InputError, match=r"'hf-hub:timm/resnet18\.a1_in1k' names a source, not a model in timm's"):
+        models.build_model(TINY.model_copy(update={"backbone": "hf-hub:timm/resnet18.a1_in1k"}), 40)
     with pytest.raises(InputError, match=r"no weights tagged 'resnet18\.in1k_nope'; tagged: .*resnet18\.a1_in1k"):
         models.build_model(TINY.model_copy(update={"backbone": "resnet18.in1k_nope"}), 40)
     # A tag timm has is a backbone like any other (built here without its weights, which need the hub).

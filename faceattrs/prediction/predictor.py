@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import inspect
 import json
-import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -84,11 +83,10 @@ class Predictor:
         return np.concatenate(out)
 
 
-# A model file names the timm model to build, with keywords for it. Only a name in timm's registry is built:
-# a source prefix (hf-hub:, local-dir:) makes timm read a config from the network or a folder. Only keywords
-# the model's own constructor names are passed: timm.create_model and build_model_with_cfg take others
-# (checkpoint_path, pretrained_cfg, cache_dir, ...) that load files; device and dtype are the predictor's.
-_PLAIN_NAME = re.compile(r"\w+(\.\w+)?", re.ASCII)
+# A model file names the timm model to build, with keywords for it. Only a name in timm's registry is built
+# (models.in_registry). Only keywords the model's own constructor names are passed: timm.create_model and
+# build_model_with_cfg take others (checkpoint_path, pretrained_cfg, cache_dir, ...) that load files; device
+# and dtype are the predictor's.
 _NOT_THE_MODEL_S = {"device", "dtype"} | {
     name
     for factory in (timm.create_model, timm.models.build_model_with_cfg)
@@ -104,7 +102,7 @@ def model_params(record: ModelFile, path: Path) -> ModelParams:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
         raise CheckpointError(f"{path}: its model params are not valid ({problems})") from None
     name = params.backbone
-    if not (_PLAIN_NAME.fullmatch(name) and timm.is_model(name)):
+    if not models.in_registry(name):
         raise CheckpointError(
             f"{path}: backbone {name!r} is not a model in timm's registry (a plain name such as resnet18, "
             "with no hf-hub:, local-dir: or path); this faceattrs builds no other"

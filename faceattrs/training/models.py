@@ -7,6 +7,7 @@ from another backbone, head or target set is refused with a message saying what 
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -70,24 +71,40 @@ class AttributeNet(nn.Module):
         return self
 
 
+# A name in timm's registry, with an optional weights tag. A source prefix (hf-hub:, local-dir:) makes timm
+# read a config from the network or a folder, which a model file could not be rebuilt from offline.
+_REGISTRY_NAME = re.compile(r"\w+(\.\w+)?", re.ASCII)
+
+
+def in_registry(name: str) -> bool:
+    """Whether ``name`` is a model in timm's registry (with an optional weights tag), not a source to read."""
+    return bool(_REGISTRY_NAME.fullmatch(name)) and timm.is_model(name)
+
+
 def check_backbone(params: ModelParams) -> None:
     """Refuse a backbone timm does not have, or ImageNet weights it has nowhere to fetch, before building it.
 
     Asked of timm's registry, not read from the text of its errors, which may change between releases.
     """
-    if not timm.is_model(params.backbone):
-        close = difflib.get_close_matches(params.backbone.split(".")[0], timm.list_models(), n=6, cutoff=0.6)
-        raise UnknownChoice(f"model.backbone: timm has no model {params.backbone!r}; similar: {', '.join(close)}")
-    try:
-        cfg = timm.models.get_pretrained_cfg(params.backbone)
-    except RuntimeError:  # the registry's one refusal here: a tag the architecture does not have
-        tags = timm.list_pretrained(params.backbone.split(".")[0] + ".*")
+    name, architecture = params.backbone, params.backbone.split(".")[0]
+    if ":" in name:
         raise UnknownChoice(
-            f"model.backbone: timm has no weights tagged {params.backbone!r}; tagged: {', '.join(tags) or 'none'}"
+            f"model.backbone: {name!r} names a source, not a model in timm's registry; faceattrs builds registry "
+            "models only (for weights on disk, set model.weights)"
+        )
+    if not in_registry(name):
+        close = difflib.get_close_matches(architecture, timm.list_models(), n=6, cutoff=0.6)
+        raise UnknownChoice(f"model.backbone: timm has no model {name!r}; similar: {', '.join(close)}")
+    try:
+        cfg = timm.models.get_pretrained_cfg(name)
+    except RuntimeError:  # the registry's one refusal here: a tag the architecture does not have
+        tags = timm.list_pretrained(architecture + ".*")
+        raise UnknownChoice(
+            f"model.backbone: timm has no weights tagged {name!r}; tagged: {', '.join(tags) or 'none'}"
         ) from None
     if params.pretrained and not params.weights and not (cfg and (cfg.hf_hub_id or cfg.url or cfg.file)):
         raise InputError(
-            f"model.pretrained: timm has no ImageNet weights for {params.backbone}; choose a backbone "
+            f"model.pretrained: timm has no ImageNet weights for {name}; choose a backbone "
             "that has them (model.backbone resnet10t is the full-width resnet10t), or set model.weights"
         )
 
