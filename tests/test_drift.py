@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import typing
 
 import pytest
@@ -100,10 +101,12 @@ def test_a_stage_that_reads_a_section_it_does_not_declare_fails(tmp_path):
         _ = params.train.epochs
 
 
-def test_readme_figures_are_the_committed_reports():
+def test_readme_figures_are_the_committed_reports(tmp_path):
     from tools import readme_figures
 
     found = readme_figures.problems()
+    if found:  # reports/ rewritten by a `dvc repro` of one's own: the pages still give the committed run's figures
+        found = readme_figures.problems(readme_figures.committed(REPO, tmp_path))
     assert found == [], "\n".join(["run `python -m tools.readme_figures --write` after what these name:", *found])
     assert set(readme_figures.RENDERERS) <= readme_figures.blocks(), "a renderer whose block is on no page"
 
@@ -162,6 +165,30 @@ def test_readme_check_fails_on_a_stale_block_a_missing_input_and_a_typed_figure(
     (tmp_path / "README.md").write_text(readme_figures.render(readme, tmp_path))
     assert "| train | 80 | 8 |" in (tmp_path / "README.md").read_text()
     assert not [line for line in readme_figures.problems(tmp_path) if line.startswith("README.md")]
+
+
+def test_pages_are_checked_against_the_committed_reports_when_a_run_of_one_s_own_rewrote_them(tmp_path):
+    from tools import readme_figures
+
+    project, checked = tmp_path / "project", tmp_path / "checked"
+    (project / "reports/split").mkdir(parents=True)
+    (project / "reports/split/summary.json").write_text(json.dumps(_SPLIT_SUMMARY))
+    (project / "docs").mkdir()
+    (project / "README.md").write_text(readme_figures.render("<!-- figures: splits -->\n<!-- /figures -->\n", project))
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=project, check=True)
+    subprocess.run([*git, "commit", "-qm", "a run"], cwd=project, check=True)
+    # The user's own run: other figures in the workspace's reports, the committed pages unchanged.
+    other_run = {**_SPLIT_SUMMARY, "sizes": {"train": 81, "val": 10, "test": 10}}
+    (project / "reports/split/summary.json").write_text(json.dumps(other_run))
+    assert readme_figures.problems(project) == ["README.md: figures block 'splits' differs from its inputs"]
+    assert readme_figures.problems(readme_figures.committed(project, checked)) == []
+    # A page that no longer gives the committed run's figures fails against the committed reports too.
+    (project / "README.md").write_text((project / "README.md").read_text().replace("| train | 80 |", "| train | 79 |"))
+    assert readme_figures.problems(readme_figures.committed(project, tmp_path / "again")) == [
+        "README.md: figures block 'splits' differs from its inputs"
+    ]
 
 
 def test_readme_check_names_the_benchmark_that_writes_a_missing_result(tmp_path):

@@ -89,13 +89,17 @@ def test_a_new_train_setting_leaves_the_data_stages_up_to_date(reproduced_repo, 
 
 def test_the_user_s_own_params_yaml_passes_the_drift_checks(tmp_path):
     """params.yaml is the user's record of their experiment: any valid one keeps the project's tests green."""
-    listed = ["git", "ls-files", "--cached", "--others", "--exclude-standard"]
-    files = subprocess.run(listed, cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    # A clone, so the copy has the committed reports in git, with the working tree's files (changed, new or
+    # rewritten by a `dvc repro` of one's own) laid over it.
     copy = tmp_path / "project"
-    for name in files:
+    subprocess.run(["git", "clone", "-q", "--shared", str(REPO), str(copy)], check=True)
+    listed = ["git", "ls-files", "--cached", "--others", "--exclude-standard"]
+    for name in subprocess.run(listed, cwd=REPO, capture_output=True, text=True, check=True).stdout.split():
         if (REPO / name).is_file():
             (copy / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, copy / name)
+        else:  # deleted in the working tree
+            (copy / name).unlink(missing_ok=True)
     celeba = tmp_path / "celeba"
     celeba.mkdir()
     _set_params(copy, data={"source": "local", "local": {"path": str(celeba)}}, train={"epochs": 3})

@@ -13,9 +13,13 @@ accuracy typed outside a block fails too.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import re
+import shutil
+import subprocess
 import sys
+import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,6 +43,9 @@ WRITERS = {
     "bench/results/machine_spread.json": "`python bench/machine_spread.py` after `make repro`",
     "faceattrs/recipes/seeds/": "the recipes' seed tables (faceattrs/recipes/seeds/)",
 }
+
+# The folders that hold them.
+INPUT_FOLDERS = sorted({key if key.endswith("/") else key.rsplit("/", 1)[0] + "/" for key in WRITERS})
 
 
 class FigureError(Exception):
@@ -426,6 +433,29 @@ def problems(root: Path = ROOT) -> list[str]:
         ]
         found += [f"{page}:{n}: {figure!r} typed by hand outside a figures block" for n, figure in typed_figures(text)]
     return found
+
+
+def committed(root: Path, dest: Path) -> Path:
+    """``dest`` holding ``root``'s pages beside the figures' inputs as git's HEAD has them.
+
+    A `dvc repro` of one's own rewrites reports/ with that run's figures: its timings, and on another CPU its
+    accuracies. The pages describe the committed run, so they are checked against the committed inputs.
+    """
+
+    def git(*args: str) -> bytes:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, check=True).stdout
+
+    # git archive refuses a path HEAD lacks; a missing input is then named by the check, as in the workspace.
+    folders = git("ls-tree", "-d", "--name-only", "HEAD", "--", *(f.rstrip("/") for f in INPUT_FOLDERS)).split()
+    dest.mkdir(parents=True, exist_ok=True)
+    if folders:
+        with tarfile.open(fileobj=io.BytesIO(git("archive", "HEAD", "--", *map(bytes.decode, folders)))) as archive:
+            # Extraction filters came with Python 3.11.4; older 3.11s extract git's own archive of HEAD as it is.
+            archive.extractall(dest, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+    for page in pages(root):
+        (dest / page).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(root / page, dest / page)
+    return dest
 
 
 def stale_blocks(root: Path = ROOT) -> list[str]:
